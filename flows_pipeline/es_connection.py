@@ -1,0 +1,93 @@
+"""Connecting to Elasticsearch: one client per process, checked before any work, failing clearly.
+
+A run against a cluster that is down, or of the wrong major version, must fail in seconds with
+the URL and what to do, not after its first bulk request times out somewhere in a chunk step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+CLIENT_MAJOR = elasticsearch.__versionstr__.split(".")[0]
+LOCAL_NODE_HINT = "start the local node with `make es-up` (scripts/es.sh up), or set ES_URL to your cluster"
+
+
+class ElasticsearchUnavailableError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    url: str
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_certs: str | None = None
+    verify_certs: bool = True
+    request_timeout_s: float = 60.0
+    connect_check_timeout_s: float = 5.0
+
+
+def safe_url(url: str) -> str:
+    """The URL without user:password, fit for logs, errors and metadata."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def connect(settings: ConnectionSettings) -> Elasticsearch:
+    """A client for the cluster, after checking that it answers and that its major is ours."""
+    auth: dict = {}
+    if settings.api_key:
+        auth["api_key"] = settings.api_key
+    elif settings.username:
+        auth["basic_auth"] = (settings.username, settings.password or "")
+    client = Elasticsearch(
+        settings.url,
+        ca_certs=settings.ca_certs,
+        verify_certs=settings.verify_certs,
+        request_timeout=settings.request_timeout_s,
+        # retries of bulk requests are ours (bulk_sender); a transport retry would hide them
+        max_retries=0,
+        retry_on_timeout=False,
+        **auth,
+    )
+    version = server_version(client, settings)
+    if version.split(".")[0] != CLIENT_MAJOR:
+        raise ElasticsearchUnavailableError(
+            f"Elasticsearch at {safe_url(settings.url)} is version {version}, but this project's client "
+            f"is {elasticsearch.__versionstr__}: the client's major version must equal the server's. "
+            f"Use a {CLIENT_MAJOR}.x cluster (scripts/es.sh installs one)."
+        )
+    return client
+
+
+def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
+    quick = client.options(request_timeout=settings.connect_check_timeout_s)
+    where = safe_url(settings.url)
+    try:
+        try:
+            return quick.info()["version"]["number"]
+        except ApiError as err:
+            # the minimal distribution used locally does not serve GET /; the nodes API works everywhere
+            if err.status_code != 405:
+                raise
+            nodes = quick.nodes.info(node_id="_local", filter_path="nodes.*.version")["nodes"]
+            return next(iter(nodes.values()))["version"]
+    except ApiError as err:
+        if err.status_code in (401, 403):
+            raise ElasticsearchUnavailableError(
+                f"Elasticsearch at {where} refused the credentials (HTTP {err.status_code}); "
+                "check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
+            ) from None
+        raise ElasticsearchUnavailableError(f"Elasticsearch at {where} answered HTTP {err.status_code}: {err.message}") from None
+    except TransportError as err:
+        raise ElasticsearchUnavailableError(
+            f"Elasticsearch at {where} is unreachable ({type(err).__name__}: {err.message}); {LOCAL_NODE_HINT}"
+        ) from None

@@ -1,0 +1,114 @@
+"""The life of an hour's index: template, attempt index, verification, atomic publication.
+
+Every load goes into a fresh *attempt* index (`flows-2021.10.28-03-<run>`), hidden and tuned for
+bulk loading (no refresh, no replicas). Searches use aliases only: the hour's alias
+(`flows-2021.10.28-03`) and the read alias over all hours (`flows`). When the attempt holds
+exactly the table's rows, one `_aliases` call moves both aliases to it and deletes the previous
+attempt, so a search sees the old hour or the new one, never half of one, and a re-run never
+leaves duplicates or leftovers behind. A failed attempt stays hidden and unaliased; the next
+successful load of that hour deletes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from elasticsearch import Elasticsearch, NotFoundError
+
+from flows_pipeline.flow_schema import es_properties
+from flows_pipeline.partitions import Hour
+
+
+@dataclass(frozen=True)
+class IndexLayout:
+    prefix: str = "flows"
+    shards: int = 1
+    replicas: int = 0  # after the load; during it there are none
+
+    @property
+    def read_alias(self) -> str:
+        return self.prefix
+
+    @property
+    def template_name(self) -> str:
+        return f"{self.prefix}-hourly"
+
+    def hour_alias(self, hour: Hour) -> str:
+        return f"{self.prefix}-{hour.label}"
+
+    def attempt_index(self, hour: Hour, run_id: str) -> str:
+        return f"{self.hour_alias(hour)}-{run_id[:8]}"
+
+    def attempts_pattern(self, hour: Hour) -> str:
+        return f"{self.hour_alias(hour)}-*"
+
+
+class IndexVerificationError(RuntimeError):
+    pass
+
+
+def ensure_template(client: Elasticsearch, layout: IndexLayout) -> None:
+    """Explicit mappings for every flow field; `dynamic: strict` makes a stray field an error."""
+    client.indices.put_index_template(
+        name=layout.template_name,
+        index_patterns=[f"{layout.prefix}-*"],
+        priority=100,
+        template={
+            "settings": {"number_of_shards": layout.shards},
+            "mappings": {"dynamic": "strict", "_source": {"enabled": True}, "properties": es_properties()},
+        },
+    )
+
+
+def create_attempt_index(client: Elasticsearch, layout: IndexLayout, hour: Hour, run_id: str) -> str:
+    """A fresh, hidden index for this run's load of the hour (replaced if the plan step re-runs)."""
+    index = layout.attempt_index(hour, run_id)
+    ensure_template(client, layout)
+    client.indices.delete(index=index, ignore_unavailable=True)
+    client.indices.create(
+        index=index,
+        settings={"index": {"hidden": True, "refresh_interval": "-1", "number_of_replicas": 0}},
+    )
+    return index
+
+
+def count(client: Elasticsearch, index: str) -> int:
+    return client.count(index=index)["count"]
+
+
+def publish(client: Elasticsearch, layout: IndexLayout, hour: Hour, index: str, expected_docs: int) -> list[str]:
+    """Verify the attempt, then atomically make it the hour; returns the indices it replaced."""
+    client.indices.put_settings(
+        index=index,
+        settings={"index": {"refresh_interval": None, "number_of_replicas": layout.replicas}},
+    )
+    client.indices.refresh(index=index)
+    docs = count(client, index)
+    if docs != expected_docs:
+        raise IndexVerificationError(
+            f"index {index} holds {docs} documents but the flow table of {hour.key} has {expected_docs} rows; "
+            f"the hour was not published and its alias {layout.hour_alias(hour)} still points at the previous load"
+        )
+    if layout.replicas:
+        client.cluster.health(index=index, wait_for_active_shards=str(layout.replicas + 1), timeout="120s")
+    replaced = [
+        name
+        for name in client.indices.get(index=layout.attempts_pattern(hour), expand_wildcards="all")
+        if name != index
+    ]
+    actions: list[dict] = [
+        {"add": {"index": index, "alias": layout.hour_alias(hour)}},
+        {"add": {"index": index, "alias": layout.read_alias}},
+    ]
+    actions += [{"remove_index": {"index": name}} for name in replaced]
+    client.indices.update_aliases(actions=actions)
+    client.indices.put_settings(index=index, settings={"index": {"hidden": False}})
+    return replaced
+
+
+def published_index(client: Elasticsearch, layout: IndexLayout, hour: Hour) -> str | None:
+    """The index the hour's alias points at, if the hour was ever published."""
+    try:
+        return next(iter(client.indices.get_alias(name=layout.hour_alias(hour))))
+    except NotFoundError:
+        return None

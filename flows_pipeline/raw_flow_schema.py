@@ -1,0 +1,29 @@
+"""Flows "as received": the raw record shape every source lands in `raw_flows`.
+
+It follows GoFlow2's v2 JSON field names, a common collector format, so the synthetic
+generator and real collectors share one raw shape and one normalizer. Timestamps are
+nanoseconds since the epoch, as GoFlow2 writes them; counters are as exported (sampled).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RAW_FLOW_SCHEMA = pa.schema(
+    [
+        pa.field("time_flow_start_ns", pa.int64()),
+        pa.field("time_flow_end_ns", pa.int64()),
+        pa.field("src_addr", pa.string()),
+        pa.field("dst_addr", pa.string()),
+        pa.field("src_port", pa.int32()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("proto", pa.int32()),
+        pa.field("bytes", pa.int64()),
+        pa.field("packets", pa.int64()),
+        pa.field("tcp_flags", pa.int32()),
+        pa.field("sampler_address", pa.string()),
+        pa.field("sampling_rate", pa.int64()),
+        pa.field("in_if", pa.int32()),
+        pa.field("out_if", pa.int32()),
+    ]
+)

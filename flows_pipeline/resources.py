@@ -1,0 +1,128 @@
+"""Dagster resources: where tables live, where flows come from, and the Elasticsearch cluster.
+
+All of them read their deployment-specific values from the environment (`EnvVar`), so the same
+definitions run against the local node and a production cluster; secrets never reach logs or
+metadata (`safe_url`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from dagster import ConfigurableResource, EnvVar
+from elasticsearch import Elasticsearch
+from pydantic import Field
+
+from flows_pipeline.bulk_sender import RetryPolicy
+from flows_pipeline.es_connection import ConnectionSettings, connect, safe_url
+from flows_pipeline.index_lifecycle import IndexLayout
+from flows_pipeline.partitions import Hour
+
+
+class FlowStorage(ConfigurableResource):
+    """Parquet tables, one file per asset and hour: <root>/<asset>/<YYYY-MM-DD>/<HH>.parquet"""
+
+    root: str = Field(default=".flows_data", description="Folder of all tables (FLOWS_STORAGE_ROOT).")
+    row_group_rows: int = Field(
+        default=65_536,
+        description="Rows per Parquet row group: the unit a chunk is made of, and what a reader holds at once.",
+    )
+
+    def table_path(self, asset: str, hour: Hour) -> Path:
+        return Path(self.root).resolve() / asset / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+
+
+class FlowSource(ConfigurableResource):
+    """Where `raw_flows` reads an hour from."""
+
+    kind: str = Field(default="synthetic", description="Only `synthetic` so far (deterministic per hour).")
+    synthetic_rows_per_hour: int = Field(default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS).")
+
+
+class FlowsElasticsearch(ConfigurableResource):
+    """The cluster the flow index lives in, and how its hourly indices are laid out and loaded."""
+
+    url: str = Field(default="http://127.0.0.1:9200", description="ES_URL; the local node by default.")
+    api_key: str | None = Field(default=None, description="ES_API_KEY (preferred for real clusters).")
+    username: str | None = Field(default=None, description="ES_USERNAME, with ES_PASSWORD.")
+    password: str | None = Field(default=None, description="ES_PASSWORD.")
+    ca_certs: str | None = Field(default=None, description="ES_CA_CERTS: CA bundle for a TLS cluster.")
+    verify_certs: bool = Field(default=True, description="Verify the cluster's TLS certificate.")
+    request_timeout_s: float = Field(default=120.0, description="Timeout of one request (a bulk body).")
+    index_prefix: str = Field(default="flows", description="Read alias; hourly aliases are <prefix>-YYYY.MM.DD-HH.")
+    shards: int = Field(default=1, description="Primary shards per hourly index.")
+    replicas: int = Field(default=0, description="Replicas once an hour is published (none while loading).")
+    bulk_max_bytes: int = Field(default=5 * 1024 * 1024, description="Cap of one bulk request body, in bytes.")
+    bulk_max_docs: int = Field(default=10_000, description="Cap of documents in one bulk request.")
+    max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
+    max_retries: int = Field(default=8, description="Retries of a bulk body or its 429'd items (backoff with jitter).")
+    row_groups_per_chunk: int = Field(default=4, description="Row groups per index_chunk step.")
+    tolerated_item_errors: int = Field(
+        default=0, description="Documents Elasticsearch may reject per hour before the run fails (counted either way)."
+    )
+
+    def connection(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            url=self.url,
+            api_key=self.api_key,
+            username=self.username,
+            password=self.password,
+            ca_certs=self.ca_certs,
+            verify_certs=self.verify_certs,
+            request_timeout_s=self.request_timeout_s,
+        )
+
+    def connect(self) -> Elasticsearch:
+        return connect(self.connection())
+
+    @property
+    def safe_url(self) -> str:
+        return safe_url(self.url)
+
+    @property
+    def layout(self) -> IndexLayout:
+        return IndexLayout(prefix=self.index_prefix, shards=self.shards, replicas=self.replicas)
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(max_retries=self.max_retries)
+
+
+def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, type]]) -> dict:
+    """Resource fields for the environment variables that are set, as EnvVar (never a copied value)."""
+    fields = {}
+    for field_name, (var, kind) in names.items():
+        if environ.get(var):
+            fields[field_name] = EnvVar.int(var) if kind is int else EnvVar(var)
+    return fields
+
+
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
+    """The deployment's resources: defaults for a local run, overridden by what the environment sets.
+
+    Values are passed as `EnvVar`, so Dagster reads them when a step starts and the UI shows
+    the variable's name rather than a password.
+    """
+    return {
+        "storage": FlowStorage(
+            **_from_env(environ, {"root": ("FLOWS_STORAGE_ROOT", str), "row_group_rows": ("FLOWS_ROW_GROUP_ROWS", int)})
+        ),
+        "source": FlowSource(**_from_env(environ, {"synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int)})),
+        "es": FlowsElasticsearch(
+            **_from_env(
+                environ,
+                {
+                    "url": ("ES_URL", str),
+                    "api_key": ("ES_API_KEY", str),
+                    "username": ("ES_USERNAME", str),
+                    "password": ("ES_PASSWORD", str),
+                    "ca_certs": ("ES_CA_CERTS", str),
+                    "index_prefix": ("FLOWS_INDEX_PREFIX", str),
+                    "replicas": ("FLOWS_INDEX_REPLICAS", int),
+                    "row_groups_per_chunk": ("FLOWS_ROW_GROUPS_PER_CHUNK", int),
+                },
+            )
+        ),
+    }

@@ -1,0 +1,71 @@
+"""Parquet tables written batch by batch into fixed-size row groups, published atomically.
+
+Fixed row groups are what makes the index plan cheap: a chunk is a range of row groups whose
+row counts the file footer already knows. The file appears under its final name only when
+complete, so a crashed step never leaves a half table that a later step could index.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class RowGroupWriter:
+    """Collects record batches and writes every `row_group_rows` rows as one row group."""
+
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int, compression: str = "zstd") -> None:
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
+        self.path = path
+        self.rows = 0
+        self._schema = schema
+        self._row_group_rows = row_group_rows
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, schema, compression=compression)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        while self._pending_rows >= self._row_group_rows:
+            table = pa.Table.from_batches(self._pending, schema=self._schema)
+            self._writer.write_table(table.slice(0, self._row_group_rows), row_group_size=self._row_group_rows)
+            rest = table.slice(self._row_group_rows)
+            self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+            self.rows += self._row_group_rows
+
+    def close(self) -> None:
+        if self._pending_rows:
+            table = pa.Table.from_batches(self._pending, schema=self._schema)
+            self._writer.write_table(table, row_group_size=self._row_group_rows)
+            self.rows += self._pending_rows
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RowGroupWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_batches(path: Path, batch_rows: int = 65_536, row_groups: list[int] | None = None):
+    """Record batches of a Parquet table, never more than `batch_rows` rows at a time."""
+    return pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=row_groups)
