@@ -97,7 +97,9 @@ class BulkSender:
                 response = self._client.bulk(index=self._index, operations=payload, filter_path=_ITEM_FIELDS)
             except ApiError as err:
                 if err.status_code in RETRYABLE_STATUS and attempt < self._retry.max_retries:
-                    log.warning("bulk to %s got HTTP %s; retrying rows from %d", self._index, err.status_code, body.first_row)
+                    log.warning(
+                        "bulk to %s got HTTP %s; retrying rows from %d", self._index, err.status_code, body.first_row
+                    )
                     continue
                 raise BulkRejectedError(self._describe(body, f"HTTP {err.status_code}: {err.message}")) from err
             except (ConnectionError, ConnectionTimeout) as err:

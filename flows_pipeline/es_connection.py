@@ -58,14 +58,17 @@ def connect(settings: ConnectionSettings) -> Elasticsearch:
         retry_on_timeout=False,
         **auth,
     )
-    version = server_version(client, settings)
-    if version.split(".")[0] != CLIENT_MAJOR:
+    check_major(server_version(client, settings), settings.url)
+    return client
+
+
+def check_major(server: str, url: str) -> None:
+    if server.split(".")[0] != CLIENT_MAJOR:
         raise ElasticsearchUnavailableError(
-            f"Elasticsearch at {safe_url(settings.url)} is version {version}, but this project's client "
-            f"is {elasticsearch.__versionstr__}: the client's major version must equal the server's. "
+            f"Elasticsearch at {safe_url(url)} is version {server}, but this project's client is "
+            f"{elasticsearch.__versionstr__}: the client's major version must equal the server's. "
             f"Use a {CLIENT_MAJOR}.x cluster (scripts/es.sh installs one)."
         )
-    return client
 
 
 def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
@@ -86,7 +89,9 @@ def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
                 f"Elasticsearch at {where} refused the credentials (HTTP {err.status_code}); "
                 "check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
             ) from None
-        raise ElasticsearchUnavailableError(f"Elasticsearch at {where} answered HTTP {err.status_code}: {err.message}") from None
+        raise ElasticsearchUnavailableError(
+            f"Elasticsearch at {where} answered HTTP {err.status_code}: {err.message}"
+        ) from None
     except TransportError as err:
         raise ElasticsearchUnavailableError(
             f"Elasticsearch at {where} is unreachable ({type(err).__name__}: {err.message}); {LOCAL_NODE_HINT}"

@@ -89,9 +89,7 @@ def normalize(raw: pa.RecordBatch, hour: Hour, source: str, first_source_row: in
 
     good = pc.filter(raw, pc.invert(bad))
     start_ms = pc.divide(good.column("time_flow_start_ns"), NS_PER_MS)
-    in_hour = pc.and_(
-        pc.greater_equal(start_ms, hour.start_ms), pc.less(start_ms, hour.start_ms + 3_600_000)
-    )
+    in_hour = pc.and_(pc.greater_equal(start_ms, hour.start_ms), pc.less(start_ms, hour.start_ms + 3_600_000))
     outside_hour = len(good) - pc.sum(in_hour).as_py() if len(good) else 0
     good = pc.filter(good, in_hour)
     return NormalizedBatch(_to_flow_schema(good), quarantine, outside_hour)

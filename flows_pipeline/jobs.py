@@ -18,7 +18,6 @@ from dagster import (
 )
 
 from flows_pipeline.assets.flow_index import ES_BULK_TAG
-from flows_pipeline.partitions import hourly_partitions
 
 DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_ES_BULK_STEPS = 2
@@ -53,7 +52,6 @@ def flows_executor(config: dict) -> dict:
 flows_hourly_job = define_asset_job(
     "flows_hourly_job",
     selection=AssetSelection.groups("flows"),
-    partitions_def=hourly_partitions,
     executor_def=flows_executor,
     description="Raw flows -> flow table -> Elasticsearch index, for one hour.",
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from dagster import HourlyPartitionsDefinition
 
@@ -45,16 +45,13 @@ class Hour:
 def hour_of(partition_key: str) -> Hour:
     """The hour a partition key names; a clear error for anything that is not one."""
     try:
-        start = datetime.strptime(partition_key, KEY_FORMAT).replace(tzinfo=timezone.utc)
+        start = datetime.strptime(partition_key, KEY_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise UnknownPartitionError(
             f"unknown partition key {partition_key!r}: expected an hour like 2021-10-28-03:00 (UTC)"
         ) from None
-    if start.minute != 0 or start < datetime.strptime(PARTITION_START, KEY_FORMAT).replace(
-        tzinfo=timezone.utc
-    ):
+    if start.minute != 0 or start < datetime.strptime(PARTITION_START, KEY_FORMAT).replace(tzinfo=UTC):
         raise UnknownPartitionError(
-            f"unknown partition key {partition_key!r}: partitions are whole UTC hours "
-            f"from {PARTITION_START}"
+            f"unknown partition key {partition_key!r}: partitions are whole UTC hours from {PARTITION_START}"
         )
     return Hour(start)

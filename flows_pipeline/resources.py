@@ -38,7 +38,9 @@ class FlowSource(ConfigurableResource):
     """Where `raw_flows` reads an hour from."""
 
     kind: str = Field(default="synthetic", description="Only `synthetic` so far (deterministic per hour).")
-    synthetic_rows_per_hour: int = Field(default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS).")
+    synthetic_rows_per_hour: int = Field(
+        default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS)."
+    )
 
 
 class FlowsElasticsearch(ConfigurableResource):

@@ -45,7 +45,7 @@ def _host_pool(seed: int) -> tuple[pa.Array, int, int]:
     external = [str(ipaddress.IPv4Address(int(x))) for x in rng.integers(low, high, _EXTERNAL_HOSTS)]
     ipv6 = [
         str(ipaddress.IPv6Address((0x20010DB8 << 96) | (int(a) << 64) | int(b)))
-        for a, b in zip(rng.integers(0, 1 << 16, _IPV6_HOSTS), rng.integers(1, 1 << 62, _IPV6_HOSTS))
+        for a, b in zip(rng.integers(0, 1 << 16, _IPV6_HOSTS), rng.integers(1, 1 << 62, _IPV6_HOSTS), strict=False)
     ]
     return pa.array(internal + external + ipv6), _INTERNAL_HOSTS, _INTERNAL_HOSTS + _EXTERNAL_HOSTS
 
@@ -117,5 +117,8 @@ def _batch(
         rng.integers(1, 49, n),
         rng.integers(1, 49, n),
     ]
-    arrays = [pa.array(c, type=f.type) if not isinstance(c, pa.Array) else c for c, f in zip(columns, RAW_FLOW_SCHEMA)]
+    arrays = [
+        pa.array(c, type=f.type) if not isinstance(c, pa.Array) else c
+        for c, f in zip(columns, RAW_FLOW_SCHEMA, strict=False)
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=RAW_FLOW_SCHEMA)

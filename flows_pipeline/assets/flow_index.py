@@ -7,7 +7,6 @@ plan_index_chunks ──► index_chunk × K ──► publish_flow_index
 Values passed between steps are descriptors and counts, never rows.
 """
 
-
 import pyarrow.parquet as pq
 from dagster import DynamicOut, DynamicOutput, In, MetadataValue, Nothing, OpExecutionContext, Out, graph_asset, op
 
@@ -34,7 +33,9 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
     hour = hour_of(context.partition_key)
     chunks = plan_chunks(storage.table_path("flow_table", hour), es.row_groups_per_chunk)
     index = create_attempt_index(es.connect(), es.layout, hour, context.run_id)
-    context.log.info(f"{hour.key}: {sum(c.rows for c in chunks)} rows in {len(chunks)} chunks into {index} at {es.safe_url}")
+    context.log.info(
+        f"{hour.key}: {sum(c.rows for c in chunks)} rows in {len(chunks)} chunks into {index} at {es.safe_url}"
+    )
     for chunk in chunks:
         yield DynamicOutput(ChunkTask(index=index, chunk=chunk), mapping_key=chunk.key)
 
@@ -49,7 +50,9 @@ def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElas
         f"({result.retries} retries), {result.seconds:.1f} s, peak RSS {result.peak_rss_mb:.0f} MB"
     )
     if result.failed:
-        context.log.error(f"{task.chunk.key}: {result.failed} documents rejected; first reasons: {list(result.reasons)}")
+        context.log.error(
+            f"{task.chunk.key}: {result.failed} documents rejected; first reasons: {list(result.reasons)}"
+        )
     return result
 
 
@@ -60,7 +63,9 @@ def publish_flow_index(context: OpExecutionContext, results: list[ChunkResult], 
     task = results[0].task
     rows = pq.ParquetFile(task.chunk.table_path).metadata.num_rows
     planned = sorted((r.task.chunk.first_row, r.task.chunk.rows) for r in results)
-    if sum(n for _, n in planned) != rows or any(a + n != b for (a, n), (b, _) in zip(planned, planned[1:])):
+    if sum(n for _, n in planned) != rows or any(
+        a + n != b for (a, n), (b, _) in zip(planned, planned[1:], strict=False)
+    ):
         raise RuntimeError(f"{hour.key}: chunks {planned} do not cover the table's {rows} rows exactly once")
     failed = sum(r.failed for r in results)
     if failed > es.tolerated_item_errors:

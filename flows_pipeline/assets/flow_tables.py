@@ -1,6 +1,5 @@
 """`raw_flows` and `flow_table`: an hour of flows as received, then typed and normalized."""
 
-
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flows_pipeline.flow_tables import build_flow_table, write_raw_flows

@@ -1,0 +1,43 @@
+# flows_pipeline: every command a user or CI needs. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+
+.PHONY: setup es-up es-down es-status demo test ui lint bench bench-quick clean-data
+
+# Virtualenv with every dependency pinned (requirements.lock), the project editable.
+# Re-runs only when pyproject.toml or the lock file changed.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+es-up:
+	scripts/es.sh up
+
+es-down:
+	scripts/es.sh stop
+
+es-status:
+	scripts/es.sh status
+
+demo: setup es-up
+	$(BIN)/python scripts/demo.py 2021-10-28-00:00 2021-10-28-01:00 2021-10-28-02:00
+
+test: setup es-up
+	$(BIN)/pytest -q
+
+ui: setup es-up
+	$(BIN)/dagster dev -w workspace.yaml
+
+lint: setup
+	$(BIN)/ruff check flows_pipeline flows_pipeline_tests scripts
+
+clean-data:
+	rm -rf .flows_data

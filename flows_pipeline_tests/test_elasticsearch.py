@@ -1,0 +1,53 @@
+"""Connection checks and bulk accounting against the real Elasticsearch."""
+
+import time
+
+import pytest
+
+from flows_pipeline.bulk_encoding import BulkBody
+from flows_pipeline.bulk_sender import BulkSender, RetryPolicy
+from flows_pipeline.es_connection import ConnectionSettings, ElasticsearchUnavailableError, check_major, connect
+from flows_pipeline.index_lifecycle import IndexLayout, create_attempt_index
+from flows_pipeline.partitions import hour_of
+
+
+def test_unreachable_cluster_fails_within_seconds_naming_the_url_and_the_fix():
+    started = time.monotonic()
+    with pytest.raises(ElasticsearchUnavailableError) as failure:
+        connect(ConnectionSettings(url="http://user:secret@127.0.0.1:9"))
+    assert time.monotonic() - started < 10
+    message = str(failure.value)
+    assert "http://127.0.0.1:9" in message and "make es-up" in message
+    assert "secret" not in message
+
+
+def test_wrong_server_major_is_a_clear_error():
+    with pytest.raises(ElasticsearchUnavailableError, match="major version must equal"):
+        check_major("8.19.3", "http://es.example:9200")
+    check_major("9.2.8", "http://es.example:9200")
+
+
+def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-05:00"), "rejects0")
+    body = (
+        b'{"index":{"_id":"0"}}\n{"source.ip":"10.0.0.1","network.bytes":5}\n'
+        b'{"index":{"_id":"1"}}\n{"source.ip":"10.0.0.1","surprise":"field"}\n'
+        b'{"index":{"_id":"2"}}\n{"source.ip":"not an ip"}\n'
+    )
+    tally = BulkSender(es_client, index, 1, RetryPolicy(max_retries=0)).send(BulkBody(0, 3, body))
+
+    assert (tally.indexed, tally.failed) == (1, 2)
+    assert any("strict_dynamic_mapping_exception" in r for r in tally.reasons)
+    assert any("document_parsing_exception" in r for r in tally.reasons)
+
+
+def test_resending_a_body_never_duplicates(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-06:00"), "resend00")
+    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(100))
+    sender = BulkSender(es_client, index, 2, RetryPolicy(max_retries=0))
+    for _ in range(3):
+        assert sender.send(BulkBody(0, 100, body)).indexed == 100
+    es_client.indices.refresh(index=index)
+    assert es_client.count(index=index)["count"] == 100

@@ -1,0 +1,103 @@
+"""The pipeline end to end: the `dagster asset materialize` CLI, the multiprocess executor, the real ES."""
+
+import json
+import time
+
+import pyarrow.parquet as pq
+import pytest
+
+from flows_pipeline.partitions import hour_of
+from flows_pipeline_tests.conftest import max_overlap
+
+HOUR = "2021-10-28-03:00"
+
+
+def table_rows(project, hour_key: str) -> list[dict]:
+    hour = hour_of(hour_key)
+    path = project.storage / "flow_table" / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+    return pq.read_table(path).to_pylist()
+
+
+def hour_alias(project, hour_key: str) -> str:
+    return f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
+
+
+def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, es_client):
+    done = project.materialize(HOUR)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    rows = table_rows(project, HOUR)
+    alias = hour_alias(project, HOUR)
+    assert len(rows) == 20_000
+    assert es_client.count(index=alias)["count"] == len(rows)
+    # several chunks ran, each in its own process (multiprocess executor)
+    steps = project.step_intervals(project.latest_run_id())
+    assert len([k for k in steps if k.startswith("flow_index.index_chunk[")]) == 4
+
+    for row_number in (0, 7_777, 19_999):
+        source = es_client.get(index=alias, id=str(row_number))["_source"]
+        row = rows[row_number]
+        assert source["source.ip"] == row["source.ip"]
+        assert source["destination.ip"] == row["destination.ip"]
+        assert source["network.bytes"] == row["network.bytes"]
+        assert source["@timestamp"] == row["@timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    # the ip and date mappings answer range queries on the original values
+    first = rows[0]
+    hits = es_client.count(
+        index=alias,
+        query={"bool": {"filter": [
+            {"term": {"source.ip": first["source.ip"]}},
+            {"term": {"@timestamp": first["@timestamp"].isoformat()}},
+            {"term": {"network.bytes": first["network.bytes"]}},
+        ]}},
+    )["count"]  # fmt: skip
+    assert hits >= 1
+    # the read alias over all hours sees the hour too
+    assert es_client.count(index=project.env["FLOWS_INDEX_PREFIX"])["count"] >= len(rows)
+
+
+def test_rematerializing_an_hour_replaces_it_without_duplicates_or_leftovers(project, es_client):
+    alias = hour_alias(project, "2021-10-28-04:00")
+    assert project.materialize("2021-10-28-04:00").returncode == 0
+    first_index = list(es_client.indices.get_alias(name=alias))
+    done = project.materialize("2021-10-28-04:00")
+    assert done.returncode == 0, done.stdout[-3000:]
+
+    second_index = list(es_client.indices.get_alias(name=alias))
+    assert first_index != second_index and len(second_index) == 1
+    attempts = es_client.indices.get(index=f"{alias}-*", expand_wildcards="all")
+    assert list(attempts) == second_index  # the previous attempt is gone
+    es_client.indices.refresh(index=alias)
+    assert es_client.count(index=alias)["count"] == 20_000
+    # ids are the table's row numbers: 20,000 documents with ids 0..19,999 means each row exactly once
+    assert es_client.exists(index=alias, id="19999") and not es_client.exists(index=alias, id="20000")
+
+
+@pytest.mark.parametrize("max_concurrent", [1, 3])
+def test_max_concurrent_limits_the_steps_of_a_run(project, es_client, max_concurrent):
+    config = {"execution": {"config": {"max_concurrent": max_concurrent, "es_bulk_steps": 1}}}
+    done = project.materialize("2021-10-28-07:00", config_json=json.dumps(config))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    steps = project.step_intervals(project.latest_run_id())
+    chunk_steps = [v for k, v in steps.items() if k.startswith("flow_index.index_chunk[")]
+    assert len(chunk_steps) == 4
+    assert max_overlap(steps.values()) <= max_concurrent
+    assert max_overlap(chunk_steps) == 1  # es_bulk_steps: 1
+    assert es_client.count(index=hour_alias(project, "2021-10-28-07:00"))["count"] == 20_000
+
+
+def test_run_fails_fast_and_clearly_when_elasticsearch_is_down(project):
+    started = time.monotonic()
+    done = project.materialize("2021-10-28-08:00", extra_env={"ES_URL": "http://127.0.0.1:9"})
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "Elasticsearch at http://127.0.0.1:9 is unreachable" in output
+    assert "make es-up" in output
+    assert time.monotonic() - started < 90  # CLI start-up and the table steps included
+
+
+def test_unknown_partition_is_refused_by_the_cli(project):
+    done = project.materialize("2021-10-28-03:30")
+    assert done.returncode != 0
+    assert "2021-10-28-03:30" in done.stdout + done.stderr
