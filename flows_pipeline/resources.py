@@ -113,6 +113,8 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
         ),
         "source": FlowSource(**_from_env(environ, {"synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int)})),
         "es": FlowsElasticsearch(
+            # the local node on another port (scripts/es.sh honours ES_PORT too), unless ES_URL says otherwise
+            **({"url": f"http://127.0.0.1:{environ['ES_PORT']}"} if environ.get("ES_PORT") else {}),
             **_from_env(
                 environ,
                 {

@@ -17,7 +17,7 @@ from elasticsearch import Elasticsearch
 from flows_pipeline.es_connection import ConnectionSettings, connect
 
 PROJECT = Path(__file__).resolve().parent.parent
-ES_URL = os.environ.get("ES_URL", "http://127.0.0.1:9200")
+ES_URL = os.environ.get("ES_URL", f"http://127.0.0.1:{os.environ.get('ES_PORT', '9200')}")
 
 
 @pytest.fixture(scope="session")
