@@ -10,6 +10,8 @@ from __future__ import annotations
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
+    Enum,
+    EnumValue,
     Field,
     build_schedule_from_partitioned_job,
     configured,
@@ -33,6 +35,11 @@ SCHEDULE_LAG_MINUTES = 15  # late flows of the closed hour arrive in the minutes
         "es_bulk_steps": Field(
             int, default_value=DEFAULT_ES_BULK_STEPS, description="index_chunk steps of one run at once."
         ),
+        "start_method": Field(
+            Enum("StepStartMethod", [EnumValue("forkserver"), EnumValue("spawn")]),
+            default_value="forkserver",
+            description="How step processes start; forkserver preloads the project (see bench/ for the cost).",
+        ),
     },
 )
 def flows_executor(config: dict) -> dict:
@@ -45,7 +52,11 @@ def flows_executor(config: dict) -> dict:
     return {
         "max_concurrent": config["max_concurrent"],
         "tag_concurrency_limits": [{"key": ES_BULK_TAG, "value": "true", "limit": config["es_bulk_steps"]}],
-        "start_method": {"forkserver": {"preload_modules": ["flows_pipeline.definitions"]}},
+        "start_method": (
+            {"forkserver": {"preload_modules": ["flows_pipeline.definitions"]}}
+            if config["start_method"] == "forkserver"
+            else {"spawn": {}}
+        ),
     }
 
 

@@ -101,6 +101,25 @@ def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, type]]) ->
     return fields
 
 
+def _elasticsearch_fields(environ: Mapping[str, str]) -> dict:
+    # the local node on another port (scripts/es.sh honours ES_PORT too), unless ES_URL names a cluster
+    fields: dict = {"url": f"http://127.0.0.1:{environ['ES_PORT']}"} if environ.get("ES_PORT") else {}
+    fields |= _from_env(
+        environ,
+        {
+            "url": ("ES_URL", str),
+            "api_key": ("ES_API_KEY", str),
+            "username": ("ES_USERNAME", str),
+            "password": ("ES_PASSWORD", str),
+            "ca_certs": ("ES_CA_CERTS", str),
+            "index_prefix": ("FLOWS_INDEX_PREFIX", str),
+            "replicas": ("FLOWS_INDEX_REPLICAS", int),
+            "row_groups_per_chunk": ("FLOWS_ROW_GROUPS_PER_CHUNK", int),
+        },
+    )
+    return fields
+
+
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
     """The deployment's resources: defaults for a local run, overridden by what the environment sets.
 
@@ -112,21 +131,5 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
             **_from_env(environ, {"root": ("FLOWS_STORAGE_ROOT", str), "row_group_rows": ("FLOWS_ROW_GROUP_ROWS", int)})
         ),
         "source": FlowSource(**_from_env(environ, {"synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int)})),
-        "es": FlowsElasticsearch(
-            # the local node on another port (scripts/es.sh honours ES_PORT too), unless ES_URL says otherwise
-            **({"url": f"http://127.0.0.1:{environ['ES_PORT']}"} if environ.get("ES_PORT") else {}),
-            **_from_env(
-                environ,
-                {
-                    "url": ("ES_URL", str),
-                    "api_key": ("ES_API_KEY", str),
-                    "username": ("ES_USERNAME", str),
-                    "password": ("ES_PASSWORD", str),
-                    "ca_certs": ("ES_CA_CERTS", str),
-                    "index_prefix": ("FLOWS_INDEX_PREFIX", str),
-                    "replicas": ("FLOWS_INDEX_REPLICAS", int),
-                    "row_groups_per_chunk": ("FLOWS_ROW_GROUPS_PER_CHUNK", int),
-                },
-            )
-        ),
+        "es": FlowsElasticsearch(**_elasticsearch_fields(environ)),
     }

@@ -53,6 +53,11 @@ def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElas
         context.log.error(
             f"{task.chunk.key}: {result.failed} documents rejected; first reasons: {list(result.reasons)}"
         )
+    if result.failed > es.tolerated_item_errors:
+        raise ItemErrorsError(
+            f"{task.chunk.key} of index {task.index}: Elasticsearch rejected {result.failed} documents "
+            f"(tolerated per hour: {es.tolerated_item_errors}); first reasons: {list(result.reasons)}"
+        )
     return result
 
 
