@@ -133,3 +133,8 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
         "source": FlowSource(**_from_env(environ, {"synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int)})),
         "es": FlowsElasticsearch(**_elasticsearch_fields(environ)),
     }
+
+
+def resolved_resources(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
+    """The same resources with their EnvVars read now: for scripts and tests outside a Dagster run."""
+    return {key: resource.process_config_and_initialize() for key, resource in resources_from_env(environ).items()}

@@ -4,7 +4,7 @@ import pytest
 from dagster import build_schedule_context
 
 from flows_pipeline.definitions import defs
-from flows_pipeline.jobs import DEFAULT_MAX_CONCURRENT, flows_hourly_schedule
+from flows_pipeline.jobs import DEFAULT_MAX_CONCURRENT
 from flows_pipeline.partitions import UnknownPartitionError, hour_of
 
 
@@ -33,13 +33,14 @@ def test_executor_limits_are_explicit_and_never_the_cpu_count():
 )
 def test_schedule_requests_the_hour_that_just_closed(tick, partition):
     context = build_schedule_context(scheduled_execution_time=tick)
-    requests = list(flows_hourly_schedule.evaluate_tick(context).run_requests)
+    requests = list(defs.resolve_schedule_def("flows_hourly_job_schedule").evaluate_tick(context).run_requests)
     assert [r.partition_key for r in requests] == [partition]
 
 
 def test_schedule_runs_at_quarter_past_and_is_stopped_until_turned_on():
-    assert flows_hourly_schedule.cron_schedule == "15 * * * *"
-    assert flows_hourly_schedule.default_status.value == "STOPPED"
+    schedule = defs.resolve_schedule_def("flows_hourly_job_schedule")
+    assert schedule.cron_schedule == "15 * * * *"
+    assert schedule.default_status.value == "STOPPED"
 
 
 @pytest.mark.parametrize("key", ["2021-10-28", "2021-10-28-03:30", "2020-01-01-00:00", "tomorrow"])

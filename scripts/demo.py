@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from flows_pipeline.flow_queries import top_talkers
 from flows_pipeline.index_lifecycle import count, published_index
 from flows_pipeline.partitions import hour_of
-from flows_pipeline.resources import resources_from_env
+from flows_pipeline.resources import resolved_resources
 
 
 def materialize(partition_key: str) -> None:
@@ -32,7 +32,7 @@ def materialize(partition_key: str) -> None:
 
 
 def main(partition_keys: list[str]) -> None:
-    resources = resources_from_env()
+    resources = resolved_resources()
     storage, es = resources["storage"], resources["es"]
     client = es.connect()
     for key in partition_keys:
