@@ -43,9 +43,9 @@ def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
 def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
     """One element per row: its `index` action line and its document line, both newline-ended."""
     ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
-    pieces: list = ['{"index":{"_id":"', ids, '"}}\n{']
+    pieces: list = ['{"index":{"_id":"', ids, '"}}\n{"event.sequence":', ids]
     for i, name in enumerate(batch.schema.names):
-        pieces.append(f'{"," if i else ""}"{name}":')
+        pieces.append(f',"{name}":')
         pieces.append(_json_value(batch.column(i)))
     pieces.append("}\n")
     joined = pc.binary_join_element_wise(*pieces, "")

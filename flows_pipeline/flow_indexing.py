@@ -75,3 +75,50 @@ def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retr
         # ru_maxrss is in KiB on Linux: the step process's own peak, reported per chunk
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
+
+
+@dataclass(frozen=True)
+class HourLoad:
+    """The chunk results of one hour, added up."""
+
+    results: tuple[ChunkResult, ...]
+
+    @property
+    def index(self) -> str:
+        return self.results[0].task.index
+
+    @property
+    def table_path(self) -> str:
+        return self.results[0].task.chunk.table_path
+
+    @property
+    def rejected(self) -> int:
+        return sum(r.failed for r in self.results)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [reason for r in self.results for reason in r.reasons][:5]
+
+    def uncovered_rows(self, table_rows: int) -> str | None:
+        """Why the chunks do not cover rows 0..table_rows-1 exactly once, or None if they do."""
+        spans = sorted((r.task.chunk.first_row, r.task.chunk.rows) for r in self.results)
+        if sum(rows for _, rows in spans) != table_rows:
+            return f"chunks hold {sum(rows for _, rows in spans)} rows, the table {table_rows}"
+        for (first, rows), (following, _) in zip(spans, spans[1:], strict=False):
+            if first + rows != following:
+                return f"chunk starting at row {first} ends at {first + rows}, the next starts at {following}"
+        return None
+
+    def metadata(self) -> dict[str, float | int]:
+        slowest = max(r.seconds for r in self.results)
+        indexed = sum(r.indexed for r in self.results)
+        return {
+            "chunks": len(self.results),
+            "rejected_documents": self.rejected,
+            "bulk_requests": sum(r.requests for r in self.results),
+            "bulk_retries": sum(r.retries for r in self.results),
+            "bulk_bytes": sum(r.bytes_sent for r in self.results),
+            # chunks run in parallel: the hour took as long as its slowest chunk step
+            "docs_per_second": round(indexed / slowest, 1) if slowest else 0.0,
+            "peak_chunk_rss_mb": round(max(r.peak_rss_mb for r in self.results), 1),
+        }

@@ -38,6 +38,9 @@ FLOW_FIELDS = tuple(FLOW_TABLE_SCHEMA.names)
 # Elasticsearch types for the same fields; the index template is built from this, with
 # dynamic mapping off so a stray field is an error, never a silently guessed type.
 ES_FIELD_TYPES: dict[str, str] = {
+    # the row's number within the hour; also its document _id (see bulk_encoding), which is what
+    # makes "no duplicate documents" checkable: ES keeps _id unique, so sequences are unique too
+    "event.sequence": "long",
     "@timestamp": "date",
     "event.end": "date",
     "event.duration": "long",

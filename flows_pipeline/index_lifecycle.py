@@ -43,10 +43,6 @@ class IndexLayout:
         return f"{self.hour_alias(hour)}-*"
 
 
-class IndexVerificationError(RuntimeError):
-    pass
-
-
 def ensure_template(client: Elasticsearch, layout: IndexLayout) -> None:
     """Explicit mappings for every flow field; `dynamic: strict` makes a stray field an error."""
     client.indices.put_index_template(
@@ -76,21 +72,64 @@ def count(client: Elasticsearch, index: str) -> int:
     return client.count(index=index)["count"]
 
 
-def publish(client: Elasticsearch, layout: IndexLayout, hour: Hour, index: str, expected_docs: int) -> list[str]:
-    """Verify the attempt, then atomically make it the hour; returns the indices it replaced."""
+@dataclass(frozen=True)
+class IndexVerification:
+    """What the attempt index holds, against what the flow table says it must hold."""
+
+    documents: int
+    expected: int
+    rows: int  # the table's rows; sequences must lie in [0, rows)
+    min_sequence: int | None
+    max_sequence: int | None
+
+    @property
+    def counts_match(self) -> bool:
+        return self.documents == self.expected
+
+    @property
+    def no_duplicates(self) -> bool:
+        """Exact, not sampled: _id == event.sequence and ES keeps _id unique, so the sequences are
+        distinct; with every sequence inside the table's row range and the count right, each row
+        is there once and nothing else is."""
+        if self.documents == 0:
+            return True
+        in_range = self.min_sequence is not None and self.min_sequence >= 0 and self.max_sequence < self.rows
+        return in_range and self.documents <= self.rows
+
+
+def make_searchable(client: Elasticsearch, layout: IndexLayout, index: str) -> None:
+    """End the bulk-load settings (refresh restored, replicas added) and refresh once."""
     client.indices.put_settings(
         index=index,
         settings={"index": {"refresh_interval": None, "number_of_replicas": layout.replicas}},
     )
     client.indices.refresh(index=index)
-    docs = count(client, index)
-    if docs != expected_docs:
-        raise IndexVerificationError(
-            f"index {index} holds {docs} documents but the flow table of {hour.key} has {expected_docs} rows; "
-            f"the hour was not published and its alias {layout.hour_alias(hour)} still points at the previous load"
-        )
     if layout.replicas:
         client.cluster.health(index=index, wait_for_active_shards=str(layout.replicas + 1), timeout="120s")
+
+
+def verify(client: Elasticsearch, index: str, expected_docs: int, rows: int) -> IndexVerification:
+    stats = client.search(
+        index=index,
+        size=0,
+        track_total_hits=True,
+        aggs={"first": {"min": {"field": "event.sequence"}}, "last": {"max": {"field": "event.sequence"}}},
+    )
+    return IndexVerification(
+        documents=stats["hits"]["total"]["value"],
+        expected=expected_docs,
+        rows=rows,
+        min_sequence=_int_or_none(stats["aggregations"]["first"]["value"]),
+        max_sequence=_int_or_none(stats["aggregations"]["last"]["value"]),
+    )
+
+
+def _int_or_none(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def swap_aliases(client: Elasticsearch, layout: IndexLayout, hour: Hour, index: str) -> list[str]:
+    """Atomically point the hour's alias and the read alias at `index`, deleting earlier attempts."""
     replaced = [
         name
         for name in client.indices.get(index=layout.attempts_pattern(hour), expand_wildcards="all")

@@ -5,13 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from dagster import HourlyPartitionsDefinition
+from dagster import BackfillPolicy, HourlyPartitionsDefinition
 
 PARTITION_START = "2021-10-28-00:00"
 KEY_FORMAT = "%Y-%m-%d-%H:%M"
 
 # end_offset=0: the current, still open hour is not a partition yet.
 hourly_partitions = HourlyPartitionsDefinition(start_date=PARTITION_START, timezone="UTC")
+
+# Backfills run one hour per run: the hour is the unit of retry and of atomic publication, and
+# the cross-run limits (the flows_es_bulk pool, the run queue in dagster.yaml) bound how much of
+# a long backfill runs at once. (`dagster asset materialize --partition-range` needs single_run
+# instead; ranges go through `dagster job backfill`, see the README.)
+ONE_RUN_PER_HOUR = BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 class UnknownPartitionError(ValueError):

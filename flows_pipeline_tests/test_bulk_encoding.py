@@ -23,6 +23,7 @@ def test_lines_are_bulk_actions_and_documents_with_row_ids():
         assert end == ""
         assert orjson.loads(action) == {"index": {"_id": str(1000 + i)}}
         doc = orjson.loads(document)
+        assert doc["event.sequence"] == 1000 + i
         assert doc["source.ip"] == expected[i]["source.ip"]
         assert doc["network.bytes"] == expected[i]["network.bytes"]
         assert doc["@timestamp"] == expected[i]["@timestamp"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -3,12 +3,12 @@
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flows_pipeline.flow_tables import build_flow_table, write_raw_flows
-from flows_pipeline.partitions import hour_of, hourly_partitions
+from flows_pipeline.partitions import ONE_RUN_PER_HOUR, hour_of, hourly_partitions
 from flows_pipeline.resources import FlowSource, FlowStorage
 from flows_pipeline.synthetic import synthetic_batches
 
 
-@asset(partitions_def=hourly_partitions, group_name="flows", kinds={"parquet"})
+@asset(partitions_def=hourly_partitions, group_name="flows", kinds={"parquet"}, backfill_policy=ONE_RUN_PER_HOUR)
 def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
     """The hour's flow records exactly as the source delivered them (GoFlow2 field names)."""
     hour = hour_of(context.partition_key)
@@ -19,7 +19,13 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
     return MaterializeResult(metadata={"rows": rows, "path": MetadataValue.path(str(path)), "source": source.kind})
 
 
-@asset(partitions_def=hourly_partitions, group_name="flows", kinds={"parquet"}, deps=[raw_flows])
+@asset(
+    partitions_def=hourly_partitions,
+    group_name="flows",
+    kinds={"parquet"},
+    backfill_policy=ONE_RUN_PER_HOUR,
+    deps=[raw_flows],
+)
 def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
     """The hour's flows in the typed ECS flow schema; invalid records go to the quarantine table."""
     hour = hour_of(context.partition_key)
