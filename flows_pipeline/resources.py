@@ -115,6 +115,9 @@ def _elasticsearch_fields(environ: Mapping[str, str]) -> dict:
             "index_prefix": ("FLOWS_INDEX_PREFIX", str),
             "replicas": ("FLOWS_INDEX_REPLICAS", int),
             "row_groups_per_chunk": ("FLOWS_ROW_GROUPS_PER_CHUNK", int),
+            "bulk_max_bytes": ("FLOWS_BULK_MAX_BYTES", int),
+            "bulk_max_docs": ("FLOWS_BULK_MAX_DOCS", int),
+            "max_in_flight": ("FLOWS_BULK_IN_FLIGHT", int),
         },
     )
     return fields

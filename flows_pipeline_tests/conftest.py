@@ -45,15 +45,24 @@ class Project:
     storage: Path
     env: dict[str, str]
 
-    def materialize(self, partition: str, *, config_json: str | None = None, select: str = "*", extra_env=None):
+    cwd = PROJECT
+
+    @staticmethod
+    def command(partition: str, *, config_json: str | None = None, select: str = "*") -> list[str]:
         command = [
             str(Path(sys.executable).parent / "dagster"),
             "asset", "materialize", "-m", "flows_pipeline.definitions", "--select", select, "--partition", partition,
         ]  # fmt: skip
-        if config_json:
-            command += ["--config-json", config_json]
+        return command + (["--config-json", config_json] if config_json else [])
+
+    def materialize(self, partition: str, *, config_json: str | None = None, select: str = "*", extra_env=None):
         return subprocess.run(
-            command, cwd=PROJECT, env={**self.env, **(extra_env or {})}, capture_output=True, text=True, timeout=600
+            self.command(partition, config_json=config_json, select=select),
+            cwd=PROJECT,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
 
     def instance(self) -> DagsterInstance:

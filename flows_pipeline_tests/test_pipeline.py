@@ -5,6 +5,7 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
+from dagster import DagsterEventType
 
 from flows_pipeline.partitions import hour_of
 from flows_pipeline_tests.conftest import max_overlap
@@ -31,8 +32,16 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, e
     assert len(rows) == 20_000
     assert es_client.count(index=alias)["count"] == len(rows)
     # several chunks ran, each in its own process (multiprocess executor)
-    steps = project.step_intervals(project.latest_run_id())
+    run_id = project.latest_run_id()
+    steps = project.step_intervals(run_id)
     assert len([k for k in steps if k.startswith("flow_index.index_chunk[")]) == 4
+    # the blocking checks ran, and passed, in the step that then published the hour
+    with project.instance() as instance:
+        checks = {
+            e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data.passed
+            for e in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+        }
+    assert checks == {"documents_match_table": True, "no_duplicate_documents": True}
 
     for row_number in (0, 7_777, 19_999):
         source = es_client.get(index=alias, id=str(row_number))["_source"]
