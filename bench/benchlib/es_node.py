@@ -22,6 +22,7 @@ from flows_pipeline.flow_schema import es_properties
 
 MB = 2**20
 
+_HEAP_FIELD = "nodes.*.jvm.mem.heap_used_in_bytes"
 # What the pipeline's attempt index uses while loading (index_lifecycle.create_attempt_index):
 # one shard, no replica, no refresh. Given to every method's index so only the client differs.
 LOAD_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"}
@@ -144,7 +145,7 @@ class HeapSampler(threading.Thread):
 
     def _sample_once(self) -> None:
         try:
-            stats = self._client.nodes.stats(node_id="_local", metric="jvm", filter_path="nodes.*.jvm.mem.heap_used_in_bytes")
+            stats = self._client.nodes.stats(node_id="_local", metric="jvm", filter_path=_HEAP_FIELD)
             heap = next(iter(stats["nodes"].values()))["jvm"]["mem"]["heap_used_in_bytes"] / MB
             rss = psutil.Process(self._pid).memory_info().rss / MB if self._pid else 0.0
         except Exception:  # noqa: BLE001 - a busy node may miss a sample; the run must not fail for it

@@ -54,7 +54,8 @@ class MemoryGuard:
 
     def breach(self, tree_pss_mb: float) -> str | None:
         if tree_pss_mb > self.tree_pss_limit_mb:
-            return f"killed by the harness: tree PSS {tree_pss_mb:.0f} MB over the {self.tree_pss_limit_mb:.0f} MB limit"
+            limit = self.tree_pss_limit_mb
+            return f"killed by the harness: tree PSS {tree_pss_mb:.0f} MB over the {limit:.0f} MB limit"
         available = psutil.virtual_memory().available / MB
         if available < self.min_available_mb:
             return (

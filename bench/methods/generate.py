@@ -10,7 +10,6 @@ method. Prints the rows and rates of both stages (the issue's flow_table target 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from _common import Stopwatch, report, rss_mb
 

@@ -1,0 +1,305 @@
+"""The methods compared, as commands the harness runs: which runs exist and how each is started.
+
+Every method reads the same generated flow table (or, for the ceiling, the same documents
+pre-encoded) and writes the same documents with the same ids into an index of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from benchlib.es_node import LOAD_SETTINGS, EsNode, index_mapping
+from benchlib.runner import Command
+from flows_pipeline.partitions import hour_of
+
+PIPELINE = "flows_pipeline"
+PIPELINE_SPAWN = "flows_pipeline_spawn"
+INCIDENT = "incident"
+PARALLEL_BULK = "parallel_bulk"
+STREAMING_BULK = "streaming_bulk"
+DAGSTER_ES = "dagster_elasticsearch"
+CEILING = "ceiling"
+METHODS = (PIPELINE, PIPELINE_SPAWN, INCIDENT, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, CEILING)
+DAGSTER_METHODS = frozenset({PIPELINE, PIPELINE_SPAWN, DAGSTER_ES})
+
+# Which processes of a tree are the "workers" whose peak and growth are reported.
+WORKERS_DAGSTER_STEPS = "dagster_steps"  # step processes, by the pids of the run's STEP_START events
+WORKERS_POOL_CHILDREN = "pool_children"  # the root's forked pool processes
+WORKERS_ROOT = "root"  # single-process methods (threads only)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    rows: int
+    storage_root: Path
+    table_path: Path
+    bodies_dir: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: Path
+    work: Path
+    partition: str
+    node: EsNode
+    client_chunk_size: int
+    pipeline_env: dict[str, str]  # extra FLOWS_* knobs for the pipeline's runs
+    address_space_limit_bytes: int
+    timeout_s: float | None
+    dagster_es_python: Path
+
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    def dagster_cli(self, python: Path | str) -> str:
+        return str(Path(python).parent / "dagster")
+
+    def script(self, name: str) -> str:
+        return str(self.project / "bench" / "methods" / name)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: str
+    rows: int
+    max_concurrent: int
+    run_id: str
+    command: Command
+    count_target: str  # index or alias whose _count must equal the rows
+    delete_pattern: str  # every index (and template) the run made
+    create_index: str | None = None  # made by the harness before the run (non-Dagster methods)
+    dagster_home: Path | None = None
+    workers: str = WORKERS_ROOT
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    method: str
+    max_concurrent: int
+
+
+def planned_runs(methods: list[str], concurrencies: list[int], rows: int, smallest: int) -> list[PlannedRun]:
+    """The runs of one size, in a fixed order (the ceiling first: it also shows the node is warm)."""
+    order = [CEILING, PIPELINE, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, INCIDENT, PIPELINE_SPAWN]
+    runs: list[PlannedRun] = []
+    for method in order:
+        if method not in methods:
+            continue
+        if method in (CEILING, PIPELINE, PARALLEL_BULK):
+            runs += [PlannedRun(method, n) for n in concurrencies]
+        elif method == INCIDENT:
+            runs.append(PlannedRun(method, os.cpu_count() or 1))  # its default max_workers
+        elif method == PIPELINE_SPAWN:
+            if rows == smallest:  # start-up cost is measured at the quick size only
+                runs.append(PlannedRun(method, min(concurrencies)))
+        else:
+            runs.append(PlannedRun(method, 1))
+    return runs
+
+
+def timeout_for(settings: Settings, rows: int) -> float:
+    """Generous but bounded: slower than 2,000 documents/s counts as a failure of the method."""
+    return settings.timeout_s or 300.0 + rows / 2_000
+
+
+def build_spec(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    builders = {
+        PIPELINE: _pipeline,
+        PIPELINE_SPAWN: _pipeline,
+        INCIDENT: _incident,
+        PARALLEL_BULK: _client_helper,
+        STREAMING_BULK: _client_helper,
+        DAGSTER_ES: _dagster_es,
+        CEILING: _ceiling,
+    }
+    return builders[planned.method](planned, data, settings, run_id)
+
+
+def _index_name(planned: PlannedRun, data: Dataset, run_id: str) -> str:
+    return f"bench-{planned.method.replace('_', '-')}-{data.rows}-c{planned.max_concurrent}-{run_id}"
+
+
+def _new_dagster_home(settings: Settings, run_id: str, pool_limit: int | None = None) -> Path:
+    """A fresh instance per run (its event log then holds exactly this run), configured as the
+    project's dagster_home/dagster.yaml, except that the pools' limit is raised to `pool_limit`:
+    the project's cross-run limit on index_chunk steps (2) would otherwise cap es_bulk_steps=4."""
+    home = settings.work / "dagster_homes" / run_id
+    home.mkdir(parents=True, exist_ok=True)
+    config = yaml.safe_load((settings.project / "dagster_home" / "dagster.yaml").read_text()) or {}
+    if pool_limit is not None:
+        pools = config.setdefault("concurrency", {}).setdefault("pools", {})
+        pools["default_limit"] = max(pool_limit, pools.get("default_limit", 0))
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    return home
+
+
+def _pipeline(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    prefix = _index_name(planned, data, run_id)
+    home = _new_dagster_home(settings, run_id, pool_limit=planned.max_concurrent)
+    executor: dict = {"max_concurrent": planned.max_concurrent, "es_bulk_steps": planned.max_concurrent}
+    if planned.method == PIPELINE_SPAWN:
+        executor["start_method"] = "spawn"
+    env = {
+        "DAGSTER_HOME": str(home),
+        "ES_PORT": str(settings.node.port),
+        "FLOWS_STORAGE_ROOT": str(data.storage_root),
+        "FLOWS_INDEX_PREFIX": prefix,
+    }
+    env |= settings.pipeline_env  # e.g. FLOWS_ROW_GROUPS_PER_CHUNK, FLOWS_BULK_MAX_BYTES (resources.py)
+    argv = [
+        settings.dagster_cli(settings.python),
+        "asset",
+        "materialize",
+        "-m",
+        "flows_pipeline.definitions",
+        "--select",
+        "flow_index",
+        "--partition",
+        settings.partition,
+        "--config-json",
+        json.dumps({"execution": {"config": executor}}, separators=(",", ":")),
+    ]
+    return RunSpec(
+        method=planned.method,
+        rows=data.rows,
+        max_concurrent=planned.max_concurrent,
+        run_id=run_id,
+        command=Command(argv, env, timeout_s=timeout_for(settings, data.rows)),
+        count_target=f"{prefix}-{hour_of(settings.partition).label}",  # the hour alias publish_flow_index set
+        delete_pattern=f"{prefix}-*",
+        dagster_home=home,
+        workers=WORKERS_DAGSTER_STEPS,
+        notes=f"start_method {executor.get('start_method', 'forkserver')}, flows_es_bulk pool limit "
+        f"{planned.max_concurrent}, env {settings.pipeline_env or 'defaults'}",
+    )
+
+
+def _incident(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    index = _index_name(planned, data, run_id)
+    argv = [
+        settings.python,
+        settings.script("incident.py"),
+        "--url",
+        settings.node.url,
+        "--index",
+        index,
+        "--table",
+        str(data.table_path),
+    ]
+    command = Command(
+        argv, timeout_s=timeout_for(settings, data.rows), address_space_limit_bytes=settings.address_space_limit_bytes
+    )
+    return RunSpec(
+        planned.method,
+        data.rows,
+        planned.max_concurrent,
+        run_id,
+        command,
+        index,
+        index,
+        create_index=index,
+        workers=WORKERS_POOL_CHILDREN,
+        notes="ProcessPoolExecutor() default max_workers = os.cpu_count(), fork, helpers.bulk per chunk",
+    )
+
+
+def _client_helper(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    index = _index_name(planned, data, run_id)
+    argv = [
+        settings.python,
+        settings.script("client_helpers.py"),
+        "--helper",
+        planned.method,
+        "--threads",
+        str(planned.max_concurrent),
+        "--chunk-size",
+        str(settings.client_chunk_size),
+        "--url",
+        settings.node.url,
+        "--index",
+        index,
+        "--table",
+        str(data.table_path),
+    ]
+    return RunSpec(
+        planned.method,
+        data.rows,
+        planned.max_concurrent,
+        run_id,
+        Command(argv, timeout_s=timeout_for(settings, data.rows)),
+        index,
+        index,
+        create_index=index,
+        notes=f"chunk_size {settings.client_chunk_size}",
+    )
+
+
+def _dagster_es(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    alias = _index_name(planned, data, run_id)
+    home = _new_dagster_home(settings, run_id)
+    env = {
+        "DAGSTER_HOME": str(home),
+        "BENCH_ES_URL": settings.node.url,
+        "BENCH_ES_INDEX": alias,
+        "BENCH_FLOW_TABLE": str(data.table_path),
+        "BENCH_ES_MAPPING": json.dumps(index_mapping()),
+        "BENCH_ES_SETTINGS": json.dumps(LOAD_SETTINGS),
+    }
+    argv = [
+        settings.dagster_cli(settings.dagster_es_python),
+        "asset",
+        "materialize",
+        "-f",
+        settings.script("dagster_es_defs.py"),
+        "--select",
+        "flows_hour",
+        "--partition",
+        settings.partition,
+    ]
+    return RunSpec(
+        planned.method,
+        data.rows,
+        planned.max_concurrent,
+        run_id,
+        Command(argv, env, timeout_s=timeout_for(settings, data.rows)),
+        alias,
+        f"{alias}*",
+        dagster_home=home,
+        workers=WORKERS_DAGSTER_STEPS,
+        notes="ElasticsearchIOManager(use_alias=True, index_config=...), bulk_chunk_size 500 (default)",
+    )
+
+
+def _ceiling(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    index = _index_name(planned, data, run_id)
+    argv = [
+        settings.python,
+        settings.script("ceiling.py"),
+        "--url",
+        settings.node.url,
+        "--index",
+        index,
+        "--bodies",
+        str(data.bodies_dir),
+        "--concurrency",
+        str(planned.max_concurrent),
+    ]
+    return RunSpec(
+        planned.method,
+        data.rows,
+        planned.max_concurrent,
+        run_id,
+        Command(argv, timeout_s=timeout_for(settings, data.rows)),
+        index,
+        index,
+        create_index=index,
+        notes="the pipeline's own bodies, from disk, N requests in flight",
+    )
