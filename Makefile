@@ -41,3 +41,26 @@ lint: setup
 
 clean-data:
 	rm -rf .flows_data
+
+# Benchmark of issue 3 (bench/RESULTS.md): its own Elasticsearch node on port 9250 (bench/work/es),
+# every method side by side. matplotlib goes into .venv (constrained to the lock: no pin moves);
+# dagster-elasticsearch gets a venv of its own in bench/work/.
+BENCH_DES_VENV := bench/work/venv-dagster-es
+
+$(VENV)/.bench-installed: $(VENV)/.installed bench/requirements.txt
+	$(BIN)/pip install -q -c requirements.lock -r bench/requirements.txt
+	touch $@
+
+$(BENCH_DES_VENV)/.installed: bench/requirements-dagster-es.txt requirements.lock
+	test -x $(BENCH_DES_VENV)/bin/python || $(BIN)/python -m venv $(BENCH_DES_VENV)
+	$(BENCH_DES_VENV)/bin/pip install -q -c requirements.lock -r bench/requirements-dagster-es.txt
+	touch $@
+
+bench-setup: $(VENV)/.bench-installed $(BENCH_DES_VENV)/.installed
+
+# 200,000, 1,000,000 and 7,850,484 rows: hours of machine time (see bench/RESULTS.md).
+bench: bench-setup
+	$(BIN)/python bench/run.py --rows 200000,1000000,7850484
+
+bench-quick: bench-setup
+	$(BIN)/python bench/run.py --rows 200000
