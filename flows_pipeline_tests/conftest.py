@@ -98,20 +98,24 @@ def max_overlap(intervals) -> int:
     return peak
 
 
-@pytest.fixture
-def project(tmp_path: Path, index_prefix: str) -> Project:
-    home = tmp_path / "dagster_home"
+def make_project(root: Path, index_prefix: str) -> Project:
+    home = root / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
         "ES_URL": ES_URL,
-        "FLOWS_STORAGE_ROOT": str(tmp_path / "tables"),
+        "FLOWS_STORAGE_ROOT": str(root / "tables"),
         "FLOWS_INDEX_PREFIX": index_prefix,
         # small hours cut into several chunks, so the fan-out really fans out
         "FLOWS_SYNTHETIC_ROWS": "20000",
         "FLOWS_ROW_GROUP_ROWS": "2500",
         "FLOWS_ROW_GROUPS_PER_CHUNK": "2",
     }
-    return Project(home=home, storage=tmp_path / "tables", env=env)
+    return Project(home=home, storage=root / "tables", env=env)
+
+
+@pytest.fixture
+def project(tmp_path: Path, index_prefix: str) -> Project:
+    return make_project(tmp_path, index_prefix)
