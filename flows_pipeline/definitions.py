@@ -5,12 +5,12 @@ from __future__ import annotations
 from dagster import Definitions
 
 from flows_pipeline.assets.flow_index import flow_index
-from flows_pipeline.assets.flow_tables import flow_table, raw_flows
+from flows_pipeline.assets.flow_tables import flow_summary, flow_table, raw_flows
 from flows_pipeline.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
 from flows_pipeline.resources import resources_from_env
 
 defs = Definitions(
-    assets=[raw_flows, flow_table, flow_index],
+    assets=[raw_flows, flow_table, flow_index, flow_summary],
     jobs=[flows_hourly_job],
     schedules=[flows_hourly_schedule],
     # also the executor of `dagster asset materialize` and of materializations from the UI

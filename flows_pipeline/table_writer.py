@@ -8,6 +8,7 @@ complete, so a crashed step never leaves a half table that a later step could in
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -68,6 +69,8 @@ class RowGroupWriter:
             self.abort()
 
 
-def read_batches(path: Path, batch_rows: int = 65_536, row_groups: list[int] | None = None):
+def read_batches(
+    path: Path | str, batch_rows: int = 65_536, row_groups: list[int] | None = None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Record batches of a Parquet table, never more than `batch_rows` rows at a time."""
-    return pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=row_groups)
+    return pq.ParquetFile(path).iter_batches(batch_size=batch_rows, row_groups=row_groups, columns=columns)

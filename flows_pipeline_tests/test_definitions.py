@@ -8,9 +8,9 @@ from flows_pipeline.jobs import DEFAULT_MAX_CONCURRENT
 from flows_pipeline.partitions import UnknownPartitionError, hour_of
 
 
-def test_definitions_load_with_the_three_hourly_assets():
+def test_definitions_load_with_the_hourly_assets():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_flows", "flow_table", "flow_index"}
+    assert keys == {"raw_flows", "flow_table", "flow_index", "flow_summary"}
     job = defs.resolve_job_def("flows_hourly_job")
     assert job.partitions_def.get_first_partition_key() == "2021-10-28-00:00"
 

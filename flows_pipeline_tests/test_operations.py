@@ -117,7 +117,7 @@ def test_ui_backfill_of_six_hours_respects_the_pool_and_run_limits(dagster_ui, e
     project, url = dagster_ui
     params = {
         "partitionNames": BACKFILL_HOURS,
-        "assetSelection": [{"path": ["raw_flows"]}, {"path": ["flow_table"]}, {"path": ["flow_index"]}],
+        "assetSelection": [{"path": [a]} for a in ("raw_flows", "flow_table", "flow_index", "flow_summary")],
     }
     launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched

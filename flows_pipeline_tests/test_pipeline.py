@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterEventType
 
+from flows_pipeline.flow_queries import top_talkers
 from flows_pipeline.partitions import hour_of
 from flows_pipeline_tests.conftest import max_overlap
 
@@ -63,6 +64,27 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, e
     assert hits >= 1
     # the read alias over all hours sees the hour too
     assert es_client.count(index=project.env["FLOWS_INDEX_PREFIX"])["count"] >= len(rows)
+
+
+def test_flow_summary_agrees_with_the_flow_index(project, es_client):
+    assert project.materialize(HOUR).returncode == 0
+    prefix = project.env["FLOWS_INDEX_PREFIX"]
+    summary = {
+        (hit["_source"]["kind"], hit["_source"]["rank"]): hit["_source"]
+        for hit in es_client.search(index=f"{prefix}-summary", query={"term": {"hour": HOUR}}, size=500)["hits"]["hits"]
+    }
+    transports = [doc for (kind, _), doc in summary.items() if kind == "transport"]
+    assert sum(doc["flows"] for doc in transports) == 20_000
+    minutes = [doc for (kind, _), doc in summary.items() if kind == "minute"]
+    assert len(minutes) == 60 and sum(doc["flows"] for doc in minutes) == 20_000
+
+    alias = hour_alias(project, HOUR)
+    top = top_talkers(es_client, alias, size=1)[0]
+    assert (summary[("top_source", 1)]["key"], summary[("top_source", 1)]["bytes"]) == top
+    # re-materializing replaces the hour's summary documents, it does not add to them
+    assert project.materialize(HOUR, select="flow_summary").returncode == 0
+    es_client.indices.refresh(index=f"{prefix}-summary")
+    assert es_client.count(index=f"{prefix}-summary", query={"term": {"hour": HOUR}})["count"] == len(summary)
 
 
 def test_rematerializing_an_hour_replaces_it_without_duplicates_or_leftovers(project, es_client):

@@ -1,10 +1,13 @@
-"""`raw_flows` and `flow_table`: an hour of flows as received, then typed and normalized."""
+"""`raw_flows`, `flow_table`, `flow_summary`: an hour of flows as received, typed, and summarized."""
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from flows_pipeline.flow_summary import index_summary, summarize, summary_index_name
 from flows_pipeline.flow_tables import build_flow_table, write_raw_flows
 from flows_pipeline.partitions import ONE_RUN_PER_HOUR, hour_of, hourly_partitions
-from flows_pipeline.resources import FlowSource, FlowStorage
+from flows_pipeline.resources import FlowsElasticsearch, FlowSource, FlowStorage
 from flows_pipeline.synthetic import synthetic_batches
 
 
@@ -47,5 +50,36 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: Flo
             "row_groups": stats.row_groups,
             "bytes": MetadataValue.int(stats.bytes_on_disk),
             "path": MetadataValue.path(str(table_path)),
+        }
+    )
+
+
+@asset(
+    partitions_def=hourly_partitions,
+    group_name="flows",
+    kinds={"parquet", "elasticsearch"},
+    backfill_policy=ONE_RUN_PER_HOUR,
+    deps=[flow_table],
+)
+def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: FlowsElasticsearch) -> MaterializeResult:
+    """Top talkers (source, destination), top destination ports, transport totals, flows per minute."""
+    hour = hour_of(context.partition_key)
+    summary = summarize(storage.table_path("flow_table", hour), hour)
+    path = storage.table_path("flow_summary", hour)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(summary, path)
+    index = summary_index_name(es.index_prefix)
+    documents = index_summary(es.connect(), index, hour, summary)
+    top = summary.filter(pc.equal(summary["kind"], "top_source")).slice(0, 5).to_pylist()
+    return MaterializeResult(
+        metadata={
+            "summary_rows": summary.num_rows,
+            "summary_documents": documents,
+            "summary_index": index,
+            "path": MetadataValue.path(str(path)),
+            "top_sources": MetadataValue.md(
+                "| source.ip | bytes | flows |\n|---|---:|---:|\n"
+                + "\n".join(f"| {r['key']} | {r['bytes']:,} | {r['flows']:,} |" for r in top)
+            ),
         }
     )
