@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup es-up es-down es-status demo test ui lint bench bench-quick clean-data
+.PHONY: setup browser es-up es-down es-status demo test ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -16,7 +16,14 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed browser
+
+# Debian's Chromium for the UI test (the only browser here; Playwright's own download cannot work
+# offline). Installed when missing and we may (root); otherwise the UI test says what is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
+	  && echo "installed Debian chromium"; fi
 
 es-up:
 	scripts/es.sh up

@@ -5,6 +5,7 @@ that its cross-run limits hold while a backfill of many hours runs.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -161,3 +162,40 @@ def test_cli_backfill_of_a_range_runs_one_hour_per_run(dagster_ui, es_client):
     for hour_key in CLI_RANGE:
         alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
         assert es_client.count(index=alias)["count"] == 20_000
+
+
+CHROMIUM = "/usr/bin/chromium"
+# as root, in a closed network: no sandbox, and none of Chromium's background connections
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = PROJECT / ".test-artifacts"
+
+
+def test_ui_shows_the_assets_and_the_materialized_partitions(dagster_ui):
+    """After the backfills above: the asset graph and flow_index's partitions, in a real headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    _, url = dagster_ui
+    assert Path(CHROMIUM).exists(), f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make browser` as root"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+        page.goto(f"{url}/asset-groups/flows", wait_until="networkidle")
+        skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
+        if skip.count():
+            skip.click()
+        for asset in ("raw_flows", "flow_table", "flow_index", "flow_summary"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+
+        page.goto(f"{url}/assets/flow_index?view=partitions", wait_until="networkidle")
+        materialized = page.get_by_text(re.compile(r"Materialized \(\d+\)")).first
+        materialized.wait_for(timeout=30_000)
+        count = int(re.search(r"\((\d+)\)", materialized.inner_text()).group(1))
+        page.screenshot(path=str(ARTIFACTS / "flow_index-partitions.png"))
+        browser.close()
+    assert count == len(BACKFILL_HOURS) + len(CLI_RANGE)
