@@ -38,6 +38,9 @@ COLUMNS: list[tuple[str, str, Callable[[dict], str]]] = [
     ("worker growth MB", "step_growth_mb", lambda r: _num(r.get("step_growth_mb"))),
     ("ES heap peak MB", "es_heap_peak_mb", lambda r: _num(r.get("es_heap_peak_mb"))),
     ("_count", "docs_in_es", lambda r: _num(r.get("docs_in_es"))),
+    ("client CPU s / 1M docs", "cpu", lambda r: _num(r["cpu"]["tree_s"] / r["rows"] * 1e6, 1) if r.get("cpu") else "—"),
+    ("ES CPU s / 1M docs", "cpu", lambda r: _num(r["cpu"]["es_s"] / r["rows"] * 1e6, 1) if r.get("cpu") else "—"),
+    ("other CPU %", "cpu", lambda r: _num(100 * r["cpu"]["other_share"]) if r.get("cpu") else "—"),
     ("error", "error", lambda r: _short(r.get("error"))),
 ]
 
@@ -375,6 +378,10 @@ Tree memory is the sum over the method's whole process tree, sampled every ~150 
 (`memory_full_info`), Elasticsearch excluded. *Worker* = each Dagster step process (flows_pipeline,
 dagster-elasticsearch), each pool process (incident), or the one process (the others); *growth* is its
 peak RSS over its idle baseline (RSS when first seen; for one-process methods, RSS after imports).
+*Client CPU* is the CPU time of the method's tree, *ES CPU* that of the node, per million documents: on
+this 2-core machine the client and Elasticsearch share the cores, so client CPU is taken from the node.
+*Other CPU %* is the share of the machine's CPU capacity during the run used by neither the method's
+tree, nor Elasticsearch, nor the harness: other work on the shared machine; a high value marks a noisy run.
 
 {results_table(runs)}
 

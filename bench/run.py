@@ -285,6 +285,8 @@ def main() -> None:
     bench = make_bench(args)
     bench.log(bench.node.up().splitlines()[-1])
     try:
+        # a run killed with the harness leaves its index behind; this node is the bench's own
+        delete_indices(bench.node.client(), "bench-*")
         bench.doc["es"] = bench.node.describe()
         bench.doc["es_version"] = bench.doc["es"]["version"]
         for rows in sizes:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import psutil
 
 MB = 2**20
+_NAME_SETTLE_S = 1.0
 
 
 @dataclass
@@ -30,6 +31,7 @@ class ProcessPeak:
     first_rss_mb: float
     peak_rss_mb: float
     peak_pss_mb: float
+    cpu_s: float = 0.0  # user + system seconds of this process (not its children), as last seen
 
     @property
     def growth_mb(self) -> float:
@@ -76,6 +78,11 @@ class TreeMemory:
     @property
     def peak_rss_mb(self) -> float:
         return max((s.rss_mb for s in self.samples), default=0.0)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds the tree used (each process as last sampled: may miss its last interval)."""
+        return sum(p.cpu_s for p in self.processes.values())
 
     @property
     def peak_pss_mb(self) -> float:
@@ -133,28 +140,39 @@ class TreeMonitor(threading.Thread):
             try:
                 with proc.oneshot():
                     info = proc.memory_full_info()  # smaps_rollup: PSS as well as RSS
+                    cpu = proc.cpu_times()
                     ppid = proc.ppid()
-                    name = " ".join(proc.cmdline()[:4])[:160]
+                    name = self._command_line(proc, now)
             except psutil.Error:
                 continue  # exited between listing and reading
             rss, pss = info.rss / MB, info.pss / MB
             rss_total += rss
             pss_total += pss
             seen += 1
-            self._record_process(proc.pid, ppid, name, now, rss, pss)
+            peak = self._record_process(proc.pid, ppid, name, now, rss, pss)
+            peak.cpu_s = cpu.user + cpu.system
         if seen:
             self.memory.samples.append(Sample(round(now, 3), round(rss_total, 1), round(pss_total, 1), seen))
         self._enforce_guard(pss_total)
 
-    def _record_process(self, pid: int, ppid: int, name: str, now: float, rss: float, pss: float) -> None:
+    def _command_line(self, proc: psutil.Process, now: float) -> str:
+        """The command line, read again only in a process's first second (a spawned process may be
+        seen between its fork and its exec); later samples reuse it, sampling costs CPU here too."""
+        known = self.memory.processes.get(proc.pid)
+        if known is not None and now - known.first_seen_s > _NAME_SETTLE_S:
+            return known.name
+        return " ".join(proc.cmdline()[:4])[:160]
+
+    def _record_process(self, pid: int, ppid: int, name: str, now: float, rss: float, pss: float) -> ProcessPeak:
         peak = self.memory.processes.get(pid)
         if peak is None:
-            self.memory.processes[pid] = ProcessPeak(pid, ppid, name, now, now, rss, rss, pss)
-            return
+            peak = self.memory.processes[pid] = ProcessPeak(pid, ppid, name, now, now, rss, rss, pss)
+            return peak
         peak.last_seen_s = now
-        peak.name = name  # a forked step keeps its server's cmdline, a spawned one gets its own
+        peak.name = name
         peak.peak_rss_mb = max(peak.peak_rss_mb, rss)
         peak.peak_pss_mb = max(peak.peak_pss_mb, pss)
+        return peak
 
     def _enforce_guard(self, tree_pss_mb: float) -> None:
         if self._guard is None or self.memory.killed_reason:

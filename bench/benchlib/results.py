@@ -89,6 +89,7 @@ def result_row(spec: RunSpec, m: Measurement, steps: list[StepTiming], docs_in_e
         "es_rss_peak_mb": max((s[2] for s in m.es_samples), default=None),
         "docs_in_es": docs_in_es,
         "startup_median_s": _round(startup_median_s(steps), 3),
+        "cpu": m.cpu.as_dict(),
         "error": error,
         "run_id": spec.run_id,
         "notes": spec.notes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from benchlib.es_node import EsNode, HeapSampler
 from benchlib.monitor import MemoryGuard, TreeMemory, TreeMonitor, kill_tree
@@ -48,6 +51,53 @@ def _abbreviated(value: str, limit: int = 120) -> str:
     return value if len(value) <= limit else f"'<{len(value)} characters: see bench/benchlib/methods.py>'"
 
 
+@dataclass(frozen=True)
+class CpuUse:
+    """Where the machine's CPU went during a run: the shared machine's other work is noise."""
+
+    wall_s: float
+    machine_busy_s: float
+    tree_s: float
+    es_s: float
+    harness_s: float
+
+    @property
+    def other_s(self) -> float:
+        return max(0.0, self.machine_busy_s - self.tree_s - self.es_s - self.harness_s)
+
+    def as_dict(self) -> dict:
+        capacity = self.wall_s * (psutil.cpu_count() or 1)
+        return {
+            "tree_s": round(self.tree_s, 2),
+            "es_s": round(self.es_s, 2),
+            "harness_s": round(self.harness_s, 2),
+            "other_s": round(self.other_s, 2),
+            "other_share": round(self.other_s / capacity, 3) if capacity else None,
+        }
+
+
+class _CpuClock:
+    """CPU counters of the machine, the ES process and the harness at one moment."""
+
+    def __init__(self, es_pid: int | None) -> None:
+        times = psutil.cpu_times()
+        self.busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        self.es = _process_cpu(es_pid)
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        self.harness = own.ru_utime + own.ru_stime
+
+    def since(self, start: _CpuClock, wall_s: float, tree_s: float) -> CpuUse:
+        return CpuUse(wall_s, self.busy - start.busy, tree_s, self.es - start.es, self.harness - start.harness)
+
+
+def _process_cpu(pid: int | None) -> float:
+    try:
+        times = psutil.Process(pid).cpu_times() if pid else None
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system if times else 0.0
+
+
 @dataclass
 class Measurement:
     returncode: int | None
@@ -57,6 +107,7 @@ class Measurement:
     result: dict | None
     error: str | None
     log_path: Path
+    cpu: CpuUse
 
 
 def run_measured(
@@ -66,6 +117,7 @@ def run_measured(
     env = {k: v for k, v in os.environ.items() if k not in command.unset_env} | command.env
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
+    cpu_start = _CpuClock(node.pid())
     heap = HeapSampler(node, t0)
     heap.start()
     with log_path.open("w") as log:
@@ -75,11 +127,12 @@ def run_measured(
         timed_out = _wait(proc, command.timeout_s)
         wall_s = time.monotonic() - t0
         memory = monitor.stop()
+    cpu = _CpuClock(node.pid()).since(cpu_start, wall_s, memory.cpu_s)
     es_samples = heap.stop()
     lines = _tail(log_path)
     result = _parse_result(lines)
     error = _error_of(proc.returncode, memory, timed_out, command.timeout_s, lines)
-    return Measurement(proc.returncode, wall_s, memory, es_samples, result, error, log_path)
+    return Measurement(proc.returncode, wall_s, memory, es_samples, result, error, log_path, cpu)
 
 
 def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
