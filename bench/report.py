@@ -29,6 +29,7 @@ COLUMNS: list[tuple[str, str, Callable[[dict], str]]] = [
     ("method", "method", lambda r: r["method"]),
     ("rows", "rows", lambda r: f"{r['rows']:,}"),
     ("N", "max_concurrent", lambda r: str(r["max_concurrent"])),
+    ("round", "repeat", lambda r: str(r.get("repeat", 1))),
     ("wall s", "wall_s", lambda r: _num(r.get("wall_s"), 1)),
     ("docs/s", "docs_per_s", lambda r: _num(r.get("docs_per_s"))),
     ("docs/s (load)", "docs_per_s_load", lambda r: _num(r.get("docs_per_s_load"))),
@@ -65,12 +66,17 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _find(runs: list[dict], method: str, rows: int, n: int | None = None) -> dict | None:
-    """The successful run of a method at a size (and concurrency), if there is one."""
-    for run in runs:
-        if run["method"] == method and run["rows"] == rows and not run.get("error"):
-            if n is None or run["max_concurrent"] == n:
-                return run
-    return None
+    """The best (fastest) successful round of a method at a size and concurrency, if there is one:
+    on a shared machine, other work only ever slows a round down."""
+    done = [
+        run
+        for run in runs
+        if run["method"] == method
+        and run["rows"] == rows
+        and not run.get("error")
+        and (n is None or run["max_concurrent"] == n)
+    ]
+    return max(done, key=lambda run: run["docs_per_s"] or 0, default=None)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -349,6 +355,11 @@ def render(results_path: Path) -> Path:
     return out
 
 
+def _chunk_size(doc: dict) -> str:
+    sizes = {r["method_result"].get("chunk_size") for r in doc["runs"] if (r.get("method_result") or {}).get("helper")}
+    return ", ".join(str(size) for size in sorted(sizes)) or "500 (default)"
+
+
 def markdown(doc: dict, sizes: list[int], plots: Path, source: str) -> str:
     es, runs, m = doc.get("es", {}), doc["runs"], doc["machine"]
     images = "\n".join(f"![memory, {rows:,} rows]({plots}/memory_{rows}.png)" for rows in sizes)
@@ -414,6 +425,24 @@ tree, nor Elasticsearch, nor the harness: other work on the shared machine; a hi
 ![docs/s per method]({plots}/docs_per_s.png)
 
 {images}
+
+## Method notes
+
+- All methods send the same documents: the flow table's 16 fields plus `event.sequence` (the row
+  number, as flows_pipeline adds it), with `_id` = the row number, into indices with the same mapping
+  and load settings. Non-Dagster methods' indices are created by the harness; flows_pipeline and
+  dagster-elasticsearch create their own (same mapping and settings).
+- **incident** (`bench/methods/incident.py`): `pd.read_parquet` of the whole hour, every action built
+  in the parent, chunks of 118,947 actions (7,850,484 / 66, the post-mortem's 66 chunks), then
+  `ProcessPoolExecutor(mp_context=fork)` with default `max_workers`, one `helpers.bulk` task per chunk.
+- **dagster-elasticsearch 0.0.2**: the asset returns the hour's DataFrame; the IO manager indexes it with
+  `helpers.bulk` (500 rows a request, one thread). Read with `dtype_backend="numpy_nullable"`: a plain
+  `pd.read_parquet` turns null ports into float NaN, which the client writes as `NaN` and Elasticsearch 9
+  rejects (`document_parsing_exception … Non-standard token 'NaN'`); the incident's reader does the same.
+- **parallel_bulk / streaming_bulk**: `pq.ParquetFile.iter_batches(10,000)` → `to_pylist()` → one action
+  dict per row; the client's default serializer; `chunk_size` {_chunk_size(doc)}.
+- **ceiling**: the bodies flows_pipeline's encoder makes (same chunk plan, same 5 MiB / 10,000-document
+  cut), written to disk before the run, POSTed by N threads with urllib3.
 
 ## Exact commands
 

@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mem-limit-gb", type=float, default=8.0, help="tree PSS guard and incident's RLIMIT_AS")
     parser.add_argument("--min-available-gb", type=float, default=4.0, help="kill a run if the machine gets this low")
     parser.add_argument("--timeout-s", type=float, help="per run (default 300 s + rows / 2,000)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of every run per size; ratios use each run's best round"
+    )
     parser.add_argument("--sample-interval-s", type=float, default=0.15)
     parser.add_argument("--settle-s", type=float, default=5.0, help="pause between runs (index deletes, merges)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -263,18 +266,28 @@ def run_size(bench: Bench, rows: int, smallest: int, methods: list[str], concurr
         encode_bodies(bench, data)
     if rows == smallest:
         warm_up(bench, data)
-    for planned in m.planned_runs(methods, concurrencies, rows, smallest):
-        reason = incident_skip_reason(bench, rows) if planned.method == m.INCIDENT else None
-        row = skipped_row(planned, rows, reason) if reason else run_one(bench, planned, data)
-        bench.doc["runs"].append(row)
-        bench.save()
-        bench.log(
-            f"{row['method']:<22} rows {rows:>9,} c{row['max_concurrent']}: wall {row['wall_s']} s, "
-            f"{row['docs_per_s']} docs/s, tree PSS {row['peak_tree_pss_mb']} MB, count {row['docs_in_es']}, "
-            f"error: {row['error']}"
-        )
-        time.sleep(bench.args.settle_s)
+    # whole rounds repeated (not each run back to back), so other work on the machine spreads over methods
+    for repeat in range(1, bench.args.repeat + 1):
+        for planned in m.planned_runs(methods, concurrencies, rows, smallest):
+            run_planned(bench, planned, data, repeat)
     shutil.rmtree(data.bodies_dir, ignore_errors=True)  # ~500 bytes a document on disk
+
+
+def run_planned(bench: Bench, planned: m.PlannedRun, data: m.Dataset, repeat: int) -> None:
+    rows = data.rows
+    reason = incident_skip_reason(bench, rows) if planned.method == m.INCIDENT else None
+    if reason and repeat > 1:
+        return  # one row says why is enough
+    row = skipped_row(planned, rows, reason) if reason else run_one(bench, planned, data)
+    row["repeat"] = repeat
+    bench.doc["runs"].append(row)
+    bench.save()
+    bench.log(
+        f"{row['method']:<22} rows {rows:>9,} c{row['max_concurrent']}: wall {row['wall_s']} s, "
+        f"{row['docs_per_s']} docs/s, tree PSS {row['peak_tree_pss_mb']} MB, count {row['docs_in_es']}, "
+        f"error: {row['error']}"
+    )
+    time.sleep(bench.args.settle_s)
 
 
 def main() -> None:
