@@ -282,9 +282,10 @@ def workers_section(runs: list[dict]) -> str:
                     _num(w["peak_rss_mb"]),
                     _num(w["peak_pss_mb"]),
                     _num(w["growth_mb"]),
+                    _num(w.get("cpu_s"), 2),
                 ]
             )
-    return _table(["rows", "N", "step", "first RSS MB", "peak RSS MB", "peak PSS MB", "growth MB"], rows)
+    return _table(["rows", "N", "step", "first RSS MB", "peak RSS MB", "peak PSS MB", "growth MB", "CPU s"], rows)
 
 
 def commands_section(runs: list[dict]) -> str:

@@ -97,6 +97,7 @@ def result_row(spec: RunSpec, m: Measurement, steps: list[StepTiming], docs_in_e
         "method_result": m.result,
         "log": str(m.log_path),
         "workers": [_worker_entry(p, label, g) for (p, label), (g, _) in zip(workers, growths, strict=True)],
+        "other_processes": _other_processes(m, {p.pid for p, _ in workers}),
         "steps": [_step_entry(s) for s in steps],
     }
 
@@ -127,8 +128,18 @@ def _worker_entry(p: ProcessPeak, label: str, growth: float) -> dict:
         "peak_rss_mb": round(p.peak_rss_mb, 1),
         "peak_pss_mb": round(p.peak_pss_mb, 1),
         "growth_mb": round(growth, 1),
+        "cpu_s": round(p.cpu_s, 2),
         "seen_s": [round(p.first_seen_s, 2), round(p.last_seen_s, 2)],
     }
+
+
+def _other_processes(m: Measurement, worker_pids: set[int]) -> list[dict]:
+    """The tree's other processes (CLI, forkserver, trackers): what a method costs besides its workers."""
+    return [
+        {"pid": p.pid, "name": p.name, "peak_rss_mb": round(p.peak_rss_mb, 1), "cpu_s": round(p.cpu_s, 2)}
+        for p in m.memory.processes.values()
+        if p.pid not in worker_pids
+    ]
 
 
 def _step_entry(s: StepTiming) -> dict:
