@@ -1,8 +1,8 @@
 """Raw flow records -> the typed flow schema, batch by batch, with every rejected row accounted.
 
-Each raw batch splits three ways: valid flows of the hour (the flow table), rows whose first-seen
-time is in another hour (not errors: they belong to their own partition, so only counted here),
-and invalid rows, which go to the quarantine with the first rule they break. Everything is
+Each raw batch splits three ways: rows whose first-seen time is in another hour (not errors: they
+belong to their own partition, so they are only counted here), valid flows of the hour (the flow
+table), and the hour's invalid rows, which go to the quarantine with the first rule they break. Everything is
 vectorized in Arrow; Python only touches quarantined rows and distinct IPv6 strings.
 """
 
@@ -81,18 +81,21 @@ def _first_failure(raw: pa.RecordBatch) -> pa.Array:
     return reason
 
 
-def normalize(raw: pa.RecordBatch, hour: Hour, source: str, first_source_row: int) -> NormalizedBatch:
-    """Split one raw batch (RAW_FLOW_SCHEMA) into the hour's flows, quarantine, and other hours."""
+def belongs_to_hour(start_ns: pa.Array, hour: Hour) -> pa.Array:
+    """True for flows first seen in the hour, and for those without a start time (the hour's
+    quarantine says so); False for flows of other hours, which their own partition handles."""
+    start, end = hour.start_ms * NS_PER_MS, (hour.start_ms + 3_600_000) * NS_PER_MS
+    return pc.fill_null(pc.and_(pc.greater_equal(start_ns, start), pc.less(start_ns, end)), True)
+
+
+def normalize(raw: pa.RecordBatch, hour: Hour) -> NormalizedBatch:
+    """Split one raw batch (RAW_FLOW_SCHEMA) into the hour's flows, its quarantine, and other hours."""
+    mine = belongs_to_hour(raw.column("time_flow_start_ns"), hour)
+    outside_hour = raw.num_rows - (pc.sum(mine).as_py() or 0)
+    raw = pc.filter(raw, mine)
     reason = _first_failure(raw)
     bad = pc.is_valid(reason)
-    quarantine = _quarantine(raw, reason, bad, source, first_source_row)
-
-    good = pc.filter(raw, pc.invert(bad))
-    start_ms = pc.divide(good.column("time_flow_start_ns"), NS_PER_MS)
-    in_hour = pc.and_(pc.greater_equal(start_ms, hour.start_ms), pc.less(start_ms, hour.start_ms + 3_600_000))
-    outside_hour = len(good) - pc.sum(in_hour).as_py() if len(good) else 0
-    good = pc.filter(good, in_hour)
-    return NormalizedBatch(_to_flow_schema(good), quarantine, outside_hour)
+    return NormalizedBatch(_to_flow_schema(pc.filter(raw, pc.invert(bad))), _quarantine(raw, reason, bad), outside_hour)
 
 
 def _to_flow_schema(good: pa.RecordBatch) -> pa.RecordBatch:
@@ -125,17 +128,17 @@ def _to_flow_schema(good: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=FLOW_TABLE_SCHEMA)
 
 
-def _quarantine(raw: pa.RecordBatch, reason: pa.Array, bad: pa.Array, source: str, first_row: int) -> pa.RecordBatch:
+def _quarantine(raw: pa.RecordBatch, reason: pa.Array, bad: pa.Array) -> pa.RecordBatch:
     if not pc.any(bad).as_py():
         return pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
-    rows = pc.indices_nonzero(bad).to_pylist()
-    records = pc.filter(raw, bad).to_pylist()
+    rejected = pc.filter(raw, bad)
+    record_fields = [name for name in raw.schema.names if name not in ("source_file", "source_row")]
     return pa.RecordBatch.from_pydict(
         {
-            "reason": pc.filter(reason, bad).to_pylist(),
-            "source": [source] * len(rows),
-            "source_row": [first_row + r for r in rows],
-            "raw_record": [orjson.dumps(r).decode() for r in records],
+            "reason": pc.filter(reason, bad),
+            "source": rejected.column("source_file"),
+            "source_row": rejected.column("source_row"),
+            "raw_record": [orjson.dumps(r).decode() for r in rejected.select(record_fields).to_pylist()],
         },
         schema=QUARANTINE_SCHEMA,
     )

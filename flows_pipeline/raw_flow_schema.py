@@ -25,5 +25,14 @@ RAW_FLOW_SCHEMA = pa.schema(
         pa.field("sampling_rate", pa.int64()),
         pa.field("in_if", pa.int32()),
         pa.field("out_if", pa.int32()),
+        # where the record was received: a quarantined row can always be found again
+        pa.field("source_file", pa.string()),
+        pa.field("source_row", pa.int64()),  # line (JSON lines, CSV) or record number (nfcapd), from 1
     ]
 )
+
+INT_FIELDS = (
+    "time_flow_start_ns", "time_flow_end_ns", "src_port", "dst_port", "proto", "bytes", "packets",
+    "tcp_flags", "sampling_rate", "in_if", "out_if",
+)  # fmt: skip
+ADDRESS_FIELDS = ("src_addr", "dst_addr", "sampler_address")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import ConfigurableResource, EnvVar
@@ -17,6 +18,7 @@ from pydantic import Field
 
 from flows_pipeline.bulk_sender import RetryPolicy
 from flows_pipeline.es_connection import ConnectionSettings, connect, safe_url
+from flows_pipeline.flow_sources import SOURCE_KINDS, SourceSettings
 from flows_pipeline.index_lifecycle import IndexLayout
 from flows_pipeline.partitions import Hour
 
@@ -35,12 +37,35 @@ class FlowStorage(ConfigurableResource):
 
 
 class FlowSource(ConfigurableResource):
-    """Where `raw_flows` reads an hour from."""
+    """Where `raw_flows` reads an hour from (flow_sources.py)."""
 
-    kind: str = Field(default="synthetic", description="Only `synthetic` so far (deterministic per hour).")
+    kind: str = Field(default="synthetic", description="synthetic | nfcapd | goflow2 | csv (FLOWS_SOURCE).")
+    root: str | None = Field(default=None, description="Folder of the collector's files (FLOWS_SOURCE_ROOT).")
+    lag_minutes: int = Field(
+        default=15, description="Files named up to this long after the hour are read for it (FLOWS_SOURCE_LAG_MINUTES)."
+    )
+    on_bad_file: str = Field(default="fail", description="fail | skip an unreadable file (FLOWS_BAD_FILES).")
+    on_empty_hour: str = Field(default="fail", description="fail | empty when an hour has no files (FLOWS_EMPTY_HOUR).")
     synthetic_rows_per_hour: int = Field(
         default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS)."
     )
+
+    def settings(self) -> SourceSettings:
+        for name, value, allowed in (
+            ("kind", self.kind, SOURCE_KINDS),
+            ("on_bad_file", self.on_bad_file, ("fail", "skip")),
+            ("on_empty_hour", self.on_empty_hour, ("fail", "empty")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"flow source {name} is {value!r}; one of {allowed}")
+        return SourceSettings(
+            kind=self.kind,
+            root=Path(self.root).resolve() if self.root else None,
+            lag=timedelta(minutes=self.lag_minutes),
+            skip_bad_files=self.on_bad_file == "skip",
+            empty_hour_ok=self.on_empty_hour == "empty",
+            synthetic_rows=self.synthetic_rows_per_hour,
+        )
 
 
 class FlowsElasticsearch(ConfigurableResource):
@@ -133,7 +158,19 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
         "storage": FlowStorage(
             **_from_env(environ, {"root": ("FLOWS_STORAGE_ROOT", str), "row_group_rows": ("FLOWS_ROW_GROUP_ROWS", int)})
         ),
-        "source": FlowSource(**_from_env(environ, {"synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int)})),
+        "source": FlowSource(
+            **_from_env(
+                environ,
+                {
+                    "kind": ("FLOWS_SOURCE", str),
+                    "root": ("FLOWS_SOURCE_ROOT", str),
+                    "lag_minutes": ("FLOWS_SOURCE_LAG_MINUTES", int),
+                    "on_bad_file": ("FLOWS_BAD_FILES", str),
+                    "on_empty_hour": ("FLOWS_EMPTY_HOUR", str),
+                    "synthetic_rows_per_hour": ("FLOWS_SYNTHETIC_ROWS", int),
+                },
+            )
+        ),
         "es": FlowsElasticsearch(**_elasticsearch_fields(environ)),
     }
 

@@ -63,7 +63,7 @@ def synthetic_batches(hour: Hour, rows: int, batch_rows: int = 131_072) -> Itera
     for batch_index, offset in enumerate(range(0, rows, batch_rows)):
         n = min(batch_rows, rows - offset)
         rng = np.random.default_rng([seed, batch_index + 1])
-        yield _batch(rng, n, hour, hosts, exporters)
+        yield _batch(rng, n, hour, hosts, exporters, first_row=offset + 1)
 
 
 def _batch(
@@ -72,6 +72,7 @@ def _batch(
     hour: Hour,
     hosts: tuple[pa.Array, int, int],
     exporters: pa.Array,
+    first_row: int,
 ) -> pa.RecordBatch:
     is_v6 = rng.random(n) < _IPV6_SHARE
     outbound = rng.random(n) < 0.6
@@ -116,6 +117,8 @@ def _batch(
         np.ones(n, dtype=np.int64),
         rng.integers(1, 49, n),
         rng.integers(1, 49, n),
+        pa.nulls(n, pa.string()).fill_null("synthetic"),
+        np.arange(first_row, first_row + n, dtype=np.int64),
     ]
     arrays = [
         pa.array(c, type=f.type) if not isinstance(c, pa.Array) else c

@@ -11,7 +11,7 @@ HOUR = hour_of("2021-10-28-03:00")
 
 
 def flows(rows: int) -> pa.RecordBatch:
-    return normalize(next(synthetic_batches(HOUR, rows)), HOUR, "synthetic", 0).flows
+    return normalize(next(synthetic_batches(HOUR, rows)), HOUR).flows
 
 
 def test_lines_are_bulk_actions_and_documents_with_row_ids():

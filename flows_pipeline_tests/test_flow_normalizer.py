@@ -25,12 +25,15 @@ def raw(**overrides) -> dict:
         "sampling_rate": 1,
         "in_if": 1,
         "out_if": 2,
+        "source_file": "test.jsonl",
+        "source_row": None,
     }
     return {**record, **overrides}
 
 
 def run(*records):
-    return normalize(pa.RecordBatch.from_pylist(list(records), schema=RAW_FLOW_SCHEMA), HOUR, "test.jsonl", 100)
+    numbered = [{**record, "source_row": 100 + i} for i, record in enumerate(records)]
+    return normalize(pa.RecordBatch.from_pylist(numbered, schema=RAW_FLOW_SCHEMA), HOUR)
 
 
 def test_valid_record_becomes_a_typed_ecs_flow():

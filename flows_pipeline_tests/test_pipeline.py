@@ -42,7 +42,7 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, e
             e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data.passed
             for e in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         }
-    assert checks == {"documents_match_table": True, "no_duplicate_documents": True}
+    assert checks == {"documents_match_table": True, "no_duplicate_documents": True, "every_record_accounted_for": True}
 
     for row_number in (0, 7_777, 19_999):
         source = es_client.get(index=alias, id=str(row_number))["_source"]

@@ -1,0 +1,282 @@
+"""Records as collectors deliver them -> rows of the raw flow schema, or a reason to reject them.
+
+Three formats, each read as a stream (a bounded line or record at a time, never a whole file):
+GoFlow2 JSON lines, CSV with the raw schema's column names as header, and nfcapd files exported
+by `nfdump -o json` over a pipe. Every record yields exactly one `Received`: a row, or a reason
+and the text as received, so nothing read is ever dropped without a trace.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from flows_pipeline.raw_flow_schema import ADDRESS_FIELDS, INT_FIELDS
+
+MAX_LINE_BYTES = 65_536  # a flow record is a few hundred bytes; anything longer is not one
+KEPT_RAW_CHARS = 2_048  # what the quarantine keeps of an overlong record
+REQUIRED_CSV_COLUMNS = ("time_flow_start_ns", "time_flow_end_ns", "src_addr", "dst_addr", "proto", "bytes", "packets")
+_INT32_FIELDS = frozenset({"src_port", "dst_port", "proto", "tcp_flags", "in_if", "out_if"})
+_INT64 = (-(2**63), 2**63 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+_PROTOCOL_NUMBERS = {
+    "icmp": 1,
+    "igmp": 2,
+    "tcp": 6,
+    "udp": 17,
+    "gre": 47,
+    "esp": 50,
+    "ipv6-icmp": 58,
+    "icmpv6": 58,
+    "sctp": 132,
+}
+_TCP_FLAG_BITS = {"C": 0x80, "E": 0x40, "U": 0x20, "A": 0x10, "P": 0x08, "R": 0x04, "S": 0x02, "F": 0x01}
+
+
+class BadFlowFileError(RuntimeError):
+    """A file that cannot be read as a whole (corrupt, truncated, wrong format)."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"flow file {path} is unreadable: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Received:
+    source_file: str
+    source_row: int
+    row: dict | None  # raw schema fields, when the record is usable
+    reason: str | None = None  # why it is not
+    raw_text: str = ""  # the record as received, kept for the quarantine
+
+
+class _Rejected(ValueError):
+    pass
+
+
+def _as_int(field: str, value: object) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise _Rejected(f"non-numeric {field}")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise _Rejected(f"non-integer {field}")
+        value = int(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?\d{1,20}", text):
+            raise _Rejected(f"non-numeric {field}")
+        value = int(text)
+    elif not isinstance(value, int):
+        raise _Rejected(f"non-numeric {field}")
+    low, high = _INT32 if field in _INT32_FIELDS else _INT64
+    if not low <= value <= high:
+        raise _Rejected(f"{field} out of range")
+    return value
+
+
+def _as_address(field: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 45:
+        raise _Rejected(f"invalid {field}")
+    return value.strip()
+
+
+def _protocol(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in _PROTOCOL_NUMBERS:
+        return _PROTOCOL_NUMBERS[value.strip().lower()]
+    return value
+
+
+def _tcp_flags(value: object) -> object:
+    """nfdump writes flags as letters in fixed places ("...AP.SF"); GoFlow2 as a number."""
+    if isinstance(value, str) and re.fullmatch(r"[CEUAPRSF.]{8}", value.strip()):
+        return sum(_TCP_FLAG_BITS[c] for c in value.strip() if c != ".")
+    return value
+
+
+def coerce(record: Mapping[str, object]) -> dict:
+    """A raw-schema row from a record with GoFlow2 field names; raises _Rejected with the reason."""
+    row: dict = {}
+    for field in INT_FIELDS:
+        value = record.get(field)
+        if field == "proto":
+            value = _protocol(value)
+        elif field == "tcp_flags":
+            value = _tcp_flags(value)
+        row[field] = _as_int(field, value)
+    for field in ADDRESS_FIELDS:
+        row[field] = _as_address(field, record.get(field))
+    return row
+
+
+def _received(source: str, number: int, record: object, text: str) -> Received:
+    if not isinstance(record, dict):
+        return Received(source, number, None, "not a JSON object", text)
+    try:
+        return Received(source, number, coerce(record))
+    except _Rejected as rejected:
+        return Received(source, number, None, str(rejected), text)
+
+
+def _bounded_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
+    """(line, whole) pairs; a line over MAX_LINE_BYTES comes back cut short with whole=False."""
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while True:  # skip the rest of the overlong line without holding it
+                rest = stream.readline(MAX_LINE_BYTES)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield line[:KEPT_RAW_CHARS], False
+        else:
+            yield line, True
+
+
+def _text(raw: bytes) -> str:
+    return raw[:KEPT_RAW_CHARS].decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def goflow2_records(path: Path) -> Iterator[Received]:
+    """GoFlow2 JSON lines (v2 field names); line numbers from 1."""
+    source = str(path)
+    with open(path, "rb") as stream:
+        for number, (line, whole) in enumerate(_bounded_lines(stream), start=1):
+            if not whole:
+                yield Received(source, number, None, f"line longer than {MAX_LINE_BYTES} bytes", _text(line))
+            elif not line.strip():
+                yield Received(source, number, None, "empty line", "")
+            else:
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError as err:
+                    yield Received(source, number, None, f"unparseable JSON: {err.msg}", _text(line))
+                    continue
+                yield _received(source, number, record, _text(line))
+
+
+def csv_records(path: Path) -> Iterator[Received]:
+    """CSV whose header names raw-schema columns (at least REQUIRED_CSV_COLUMNS); rows numbered from 2."""
+    source = str(path)
+    with open(path, "rb") as stream:
+        lines = _bounded_lines(stream)
+        header_line = next(lines, (b"", True))[0]
+        header = next(csv.reader([header_line.decode("utf-8", errors="replace")]), [])
+        header = [name.strip() for name in header]
+        missing = [name for name in REQUIRED_CSV_COLUMNS if name not in header]
+        if missing:
+            raise BadFlowFileError(path, f"CSV header lacks the columns {missing} (see the README for the header)")
+        for number, (line, whole) in enumerate(lines, start=2):
+            text = _text(line)
+            if not whole:
+                yield Received(source, number, None, f"line longer than {MAX_LINE_BYTES} bytes", text)
+                continue
+            if not line.strip():
+                yield Received(source, number, None, "empty line", "")
+                continue
+            values = next(csv.reader([line.decode("utf-8", errors="replace")]))
+            if len(values) != len(header):
+                yield Received(source, number, None, f"expected {len(header)} columns, found {len(values)}", text)
+                continue
+            yield _received(source, number, dict(zip(header, values, strict=True)), text)
+
+
+def _nfdump_time_ns(value: object) -> int | None:
+    """nfdump's JSON times are UTC (TZ=UTC) with milliseconds: 2021-10-28T03:00:10.123"""
+    if not isinstance(value, str):
+        return None
+    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000) * 1_000_000
+
+
+def _from_nfdump(record: dict) -> dict:
+    """An nfdump JSON flow record with the raw schema's (GoFlow2) field names."""
+    return {
+        "time_flow_start_ns": _nfdump_time_ns(record.get("first")),
+        "time_flow_end_ns": _nfdump_time_ns(record.get("last")),
+        "src_addr": record.get("src4_addr") or record.get("src6_addr"),
+        "dst_addr": record.get("dst4_addr") or record.get("dst6_addr"),
+        "src_port": record.get("src_port"),
+        "dst_port": record.get("dst_port"),
+        "proto": record.get("proto"),
+        "bytes": record.get("in_bytes"),
+        "packets": record.get("in_packets"),
+        "tcp_flags": record.get("tcp_flags"),
+        "sampler_address": record.get("ip4_router") or record.get("ip6_router"),
+        "in_if": record.get("input_snmp"),
+        "out_if": record.get("output_snmp"),
+    }
+
+
+def nfdump_env() -> dict[str, str]:
+    # TZ=UTC: nfdump prints times in local time, and is several times faster without a zone to apply
+    return {**os.environ, "TZ": "UTC"}
+
+
+def nfcapd_flow_count(path: Path) -> int:
+    """What the file's own statistics record says it holds (`nfdump -I`)."""
+    done = subprocess.run(["nfdump", "-r", str(path), "-I"], env=nfdump_env(), capture_output=True, text=True)
+    match = re.search(r"^Flows: (\d+)$", done.stdout, re.MULTILINE)
+    if done.returncode or "error" in done.stderr.lower() or not match:
+        raise BadFlowFileError(path, f"nfdump -I: {(done.stderr or done.stdout).strip()[:500]}")
+    return int(match.group(1))
+
+
+def nfcapd_records(path: Path) -> Iterator[Received]:
+    """An nfcapd file's flows through `nfdump -o json` on a pipe, one record in memory at a time.
+
+    nfdump exits 0 even for a truncated or corrupt file (it prints "No matching flows" and an
+    error on stderr), so the file is checked twice: nothing on stderr, and as many flows read as
+    its statistics record announces.
+    """
+    expected = nfcapd_flow_count(path)
+    source = str(path)
+    with tempfile.TemporaryFile("w+") as errors:
+        nfdump = subprocess.Popen(
+            ["nfdump", "-r", source, "-o", "json"], env=nfdump_env(), stdout=subprocess.PIPE, stderr=errors
+        )
+        assert nfdump.stdout is not None
+        number = 0
+        lines: list[bytes] = []
+        for line in nfdump.stdout:
+            if line.startswith(b"{"):
+                lines = [line]
+            elif lines:
+                lines.append(line)
+                if line.startswith(b"}"):
+                    number += 1
+                    text = b"".join(lines).rstrip().rstrip(b",")
+                    lines = []
+                    yield _nfdump_received(source, number, text)
+        status = nfdump.wait()
+        errors.seek(0)
+        problem = errors.read().strip()
+    if status or problem:
+        raise BadFlowFileError(path, f"nfdump exited {status}: {problem[:500]}")
+    if number != expected:
+        raise BadFlowFileError(path, f"read {number} flows, but the file's statistics say {expected}")
+
+
+def _nfdump_received(source: str, number: int, text: bytes) -> Received:
+    try:
+        record = orjson.loads(text)
+        row = coerce(_from_nfdump(record))
+    except (orjson.JSONDecodeError, ValueError, _Rejected) as err:
+        return Received(source, number, None, f"unusable nfdump record: {err}", _text(text))
+    return Received(source, number, row)
