@@ -405,7 +405,10 @@ tree, nor Elasticsearch, nor the harness: other work on the shared machine; a hi
 
 {targets(doc)}
 
-## flow_table build (raw_flows → flow_table, flows_pipeline's code)
+## flow_table build (`dagster asset materialize --select raw_flows,flow_table`)
+
+Rate = raw rows / the step's STEP_START → STEP_SUCCESS time in the run's event log; *peak PSS* is the
+whole generation run's tree (CLI and step processes).
 
 {flow_table_section(doc)}
 

@@ -12,11 +12,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
 from benchlib.es_node import LOAD_SETTINGS, EsNode, index_mapping
 from benchlib.runner import Command
 from flows_pipeline.partitions import hour_of
+from flows_pipeline.resources import FlowStorage
 
 PIPELINE = "flows_pipeline"
 PIPELINE_SPAWN = "flows_pipeline_spawn"
@@ -78,6 +80,42 @@ class RunSpec:
     dagster_home: Path | None = None
     workers: str = WORKERS_ROOT
     notes: str = ""
+
+
+@dataclass(frozen=True)
+class GeneratedTables:
+    table_path: Path
+    raw_rows: int
+    table_rows: int
+    row_groups: int
+    table_bytes: int
+
+
+def generation_spec(settings: Settings, root: Path, rows: int, run_id: str) -> RunSpec:
+    """The project's own raw_flows and flow_table assets, for the synthetic hour at `rows`."""
+    home = _new_dagster_home(settings, run_id)
+    env = {
+        "DAGSTER_HOME": str(home),
+        "FLOWS_STORAGE_ROOT": str(root),
+        "FLOWS_SOURCE": "synthetic",
+        "FLOWS_SYNTHETIC_ROWS": str(rows),
+    }
+    argv = [
+        settings.dagster_cli(settings.python), "asset", "materialize", "-m", "flows_pipeline.definitions",
+        "--select", "raw_flows,flow_table", "--partition", settings.partition,
+    ]  # fmt: skip
+    command = Command(argv, env, timeout_s=timeout_for(settings, rows))
+    return RunSpec("generate", rows, 1, run_id, command, "", "", dagster_home=home)
+
+
+def generated_tables(settings: Settings, root: Path) -> GeneratedTables:
+    """What the generation wrote, from the Parquet footers of the pipeline's table layout."""
+    storage = FlowStorage(root=str(root))
+    hour = hour_of(settings.partition)
+    table = storage.table_path("flow_table", hour)
+    meta = pq.ParquetFile(table).metadata
+    raw_rows = pq.ParquetFile(storage.table_path("raw_flows", hour)).metadata.num_rows
+    return GeneratedTables(table, raw_rows, meta.num_rows, meta.num_row_groups, table.stat().st_size)
 
 
 @dataclass(frozen=True)
