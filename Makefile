@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup browser es-up es-down es-status demo test ui lint bench bench-quick clean-data
+.PHONY: setup system-packages es-up es-down es-status demo test ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -16,14 +16,18 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-setup: $(VENV)/.installed browser
+setup: $(VENV)/.installed system-packages
 
-# Debian's Chromium for the UI test (the only browser here; Playwright's own download cannot work
-# offline). Installed when missing and we may (root); otherwise the UI test says what is missing.
-browser:
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
-	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) \
-	  && echo "installed Debian chromium"; fi
+# Debian packages the tests use: nfdump (nfcapd files; nfpcapd makes them from a pcap) and
+# Chromium (the UI test; Playwright's own browser download cannot work offline). Installed when
+# missing and we may (root); otherwise the tests that need them say what is missing.
+DEBIAN_PACKAGES := nfdump chromium
+system-packages:
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get install -y -q $$missing >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null); \
+	elif [ -n "$$missing" ]; then echo "missing Debian packages (install as root): $$missing"; fi
 
 es-up:
 	scripts/es.sh up

@@ -261,7 +261,8 @@ def nfcapd_records(path: Path) -> Iterator[Received]:
                 lines.append(line)
                 if line.startswith(b"}"):
                     number += 1
-                    text = b"".join(lines).rstrip().rstrip(b",")
+                    record = b"".join(lines)
+                    text = record[: record.rfind(b"}") + 1]  # without the "," or "]" that follows
                     lines = []
                     yield _nfdump_received(source, number, text)
         status = nfdump.wait()

@@ -178,7 +178,9 @@ def test_ui_shows_the_assets_and_the_materialized_partitions(dagster_ui):
     from playwright.sync_api import sync_playwright
 
     _, url = dagster_ui
-    assert Path(CHROMIUM).exists(), f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make browser` as root"
+    assert Path(CHROMIUM).exists(), (
+        f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make system-packages` as root"
+    )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
