@@ -67,6 +67,10 @@ def _first_failure(raw: pa.RecordBatch) -> pa.Array:
         ("invalid source ip", pc.invert(_valid_ip(col("src_addr")))),
         ("invalid destination ip", pc.invert(_valid_ip(col("dst_addr")))),
         ("invalid exporter ip", pc.invert(_valid_ip(col("sampler_address")))),
+        (
+            "source and destination of different IP versions",
+            pc.not_equal(pc.match_substring(col("src_addr"), ":"), pc.match_substring(col("dst_addr"), ":")),
+        ),
         ("protocol outside 0-255", pc.or_(pc.less(col("proto"), 0), pc.greater(col("proto"), 255))),
         ("negative bytes", pc.less(col("bytes"), 0)),
         ("negative packets", pc.less(col("packets"), 0)),

@@ -14,7 +14,7 @@ def raw(**overrides) -> dict:
         "time_flow_start_ns": T0 + 5_000_000_000,
         "time_flow_end_ns": T0 + 6_500_000_000,
         "src_addr": "10.0.0.1",
-        "dst_addr": "2001:db8::1",
+        "dst_addr": "192.0.2.7",
         "src_port": 40000,
         "dst_port": 443,
         "proto": 6,
