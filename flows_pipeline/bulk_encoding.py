@@ -12,14 +12,14 @@ case for Lucene's id lookups.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # %S of a millisecond timestamp keeps the .fff
+MS_PER_HOUR = 3_600_000
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,35 @@ class BulkBody:
     payload: bytes
 
 
+def _iso_milliseconds(column: pa.Array) -> pa.Array:
+    """Millisecond timestamps as quoted ISO 8601 UTC text, e.g. "2021-10-28T03:05:09.123Z".
+
+    Arrow's strftime costs ~1 µs a value, two thirds of the whole encoding; but the flows of
+    one hour share a handful of "YYYY-MM-DDTHH:" prefixes, so only those go through strftime
+    and minutes, seconds and milliseconds are integer arithmetic (~15x cheaper per value).
+    """
+    millis = pc.cast(column, pa.int64())
+    within = pc.subtract(
+        millis, pc.multiply(pc.floor(pc.divide(millis, float(MS_PER_HOUR))).cast(pa.int64()), MS_PER_HOUR)
+    )
+    hours = pc.subtract(millis, within)
+    distinct = pc.unique(hours)
+    prefixes = pc.strftime(pc.cast(distinct, pa.timestamp("ms", tz="UTC")), format='"%Y-%m-%dT%H:')
+    prefix = pc.take(prefixes, pc.index_in(hours, value_set=distinct))
+    minutes = _padded(pc.divide(within, 60_000), 2)
+    seconds = _padded(pc.divide(pc.subtract(within, pc.multiply(pc.divide(within, 60_000), 60_000)), 1000), 2)
+    milliseconds = _padded(pc.subtract(within, pc.multiply(pc.divide(within, 1000), 1000)), 3)
+    return pc.binary_join_element_wise(prefix, minutes, ":", seconds, ".", milliseconds, 'Z"', "")
+
+
+def _padded(numbers: pa.Array, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(numbers, pa.string()), width=width, padding="0")
+
+
 def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """A column as JSON text: numbers bare, strings and timestamps quoted, null as null."""
     if pa.types.is_timestamp(column.type):
-        text = pc.binary_join_element_wise('"', pc.strftime(column, format=_TIMESTAMP_FORMAT), '"', "")
+        text = _iso_milliseconds(column)
     elif pa.types.is_string(column.type):
         text = pc.binary_join_element_wise('"', column, '"', "")
     else:
@@ -52,20 +77,41 @@ def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
     return pc.cast(joined, pa.large_string())
 
 
+def assemble_bodies(
+    encoded: Iterable[tuple[int, pa.LargeStringArray]], max_bytes: int, max_docs: int
+) -> Iterator[BulkBody]:
+    """Bodies of at most `max_bytes` bytes and `max_docs` documents from consecutive encoded
+    batches (first row, lines). A body may span batches, so small read batches (little memory)
+    still make full-size requests."""
+    pending: list[bytes] = []
+    pending_bytes = pending_docs = pending_first = 0
+    for first_row, lines in encoded:
+        if len(lines) == 0:
+            continue
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+        data = lines.buffers()[2]
+        longest = int(np.max(np.diff(offsets)))
+        if longest > max_bytes:
+            raise ValueError(f"one document needs {longest} bytes, more than the bulk cap of {max_bytes} bytes")
+        start = 0
+        while start < len(lines):
+            # the last row whose end still fits in the body, by binary search on the offsets
+            end = int(np.searchsorted(offsets, offsets[start] + max_bytes - pending_bytes, side="right")) - 1
+            end = min(end, start + max_docs - pending_docs, len(lines))
+            if end > start:
+                if not pending_docs:
+                    pending_first = first_row + start
+                pending.append(data[offsets[start] : offsets[end]].to_pybytes())
+                pending_bytes += int(offsets[end] - offsets[start])
+                pending_docs += end - start
+                start = end
+            if start < len(lines):  # the next document does not fit: the body is full
+                yield BulkBody(pending_first, pending_docs, b"".join(pending))
+                pending, pending_bytes, pending_docs = [], 0, 0
+    if pending_docs:
+        yield BulkBody(pending_first, pending_docs, b"".join(pending))
+
+
 def split_bodies(lines: pa.LargeStringArray, first_row: int, max_bytes: int, max_docs: int) -> Iterator[BulkBody]:
-    """Consecutive rows grouped into bodies of at most `max_bytes` bytes and `max_docs` documents."""
-    if len(lines) == 0:
-        return
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
-    data = lines.buffers()[2]
-    longest = int(np.max(np.diff(offsets)))
-    if longest > max_bytes:
-        raise ValueError(f"one document needs {longest} bytes, more than the bulk cap of {max_bytes} bytes")
-    start = 0
-    while start < len(lines):
-        # the last row whose end still fits in this body, by binary search on the offsets
-        limit = offsets[start] + max_bytes
-        end = int(np.searchsorted(offsets, limit, side="right")) - 1
-        end = min(end, start + max_docs, len(lines))
-        yield BulkBody(first_row + start, end - start, data[offsets[start] : offsets[end]].to_pybytes())
-        start = end
+    """The bodies of one batch of encoded lines."""
+    return assemble_bodies([(first_row, lines)], max_bytes, max_docs)

@@ -1,8 +1,12 @@
+from datetime import UTC, datetime, timedelta
+
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flows_pipeline.bulk_encoding import encode_lines, split_bodies
+from flows_pipeline.bulk_encoding import _json_value, assemble_bodies, encode_lines, split_bodies
 from flows_pipeline.flow_normalizer import normalize
 from flows_pipeline.partitions import hour_of
 from flows_pipeline.synthetic import synthetic_batches
@@ -50,3 +54,31 @@ def test_bodies_respect_the_document_cap():
 def test_a_document_larger_than_the_cap_is_an_error_not_a_truncation():
     with pytest.raises(ValueError, match="bulk cap"):
         list(split_bodies(encode_lines(flows(10), 0), 0, max_bytes=100, max_docs=10))
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-(10**13), 253402300799999)), max_size=200))
+def test_timestamps_are_encoded_like_strftime(millis):
+    column = pa.array(millis, pa.timestamp("ms", tz="UTC"))
+    expected = [
+        None
+        if m is None
+        else (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=m)).isoformat(timespec="milliseconds")
+        for m in millis
+    ]
+    encoded = _json_value(column).to_pylist()
+    assert encoded == ["null" if e is None else '"' + e.replace("+00:00", "Z") + '"' for e in expected]
+
+
+def test_bodies_span_read_batches_so_small_batches_still_fill_requests():
+    batch = flows(3000)
+    encoded = [(i, encode_lines(batch.slice(i, 50), i)) for i in range(0, 3000, 50)]
+    lines = [line.encode() for line in encode_lines(batch, 0).to_pylist()]
+    whole = b"".join(lines)
+    bodies = list(assemble_bodies(encoded, max_bytes=100_000, max_docs=1000))
+
+    # every body but the last is full: its next document would not have fitted
+    assert all(len(b.payload) + len(lines[b.first_row + b.docs]) > 100_000 for b in bodies[:-1])
+    assert bodies[0].docs > 50  # more than one read batch
+    assert all(len(b.payload) <= 100_000 for b in bodies)
+    assert b"".join(b.payload for b in bodies) == whole
+    assert [b.first_row for b in bodies] == [sum(x.docs for x in bodies[:i]) for i in range(len(bodies))]
