@@ -1,9 +1,10 @@
 """A chunk step killed with SIGKILL in the middle of its bulk requests is retried, and the hour is exact."""
 
+import os
+import signal
 import subprocess
 import time
 
-import psutil
 from dagster import DagsterEventType
 
 from flows_pipeline.partitions import hour_of
@@ -11,10 +12,18 @@ from flows_pipeline.partitions import hour_of
 PARTITION = "2021-10-28-09:00"
 
 
-def chunk_step_processes(root: psutil.Process) -> list[psutil.Process]:
-    """Step processes are the children of the run's forkserver; while chunks load, they are index_chunk steps."""
-    servers = [p for p in root.children(recursive=True) if "forkserver" in " ".join(p.cmdline())]
-    return [child for server in servers for child in server.children()]
+def running_chunk_step_pids(project) -> list[int]:
+    """Processes of index_chunk steps that started and have not finished, from the run's event log."""
+    with project.instance() as instance:
+        runs = instance.get_runs(limit=1)
+        if not runs:
+            return []
+        events = [e.dagster_event for e in instance.all_logs(runs[0].run_id) if e.dagster_event]
+    started = {e.step_key: e.pid for e in events if e.event_type == DagsterEventType.STEP_START}
+    ended = {
+        e.step_key for e in events if e.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
+    }
+    return [pid for key, pid in started.items() if key.startswith("flow_index.index_chunk[") and key not in ended]
 
 
 def indexing_started(es_client, pattern: str) -> bool:
@@ -41,10 +50,10 @@ def test_chunk_step_killed_mid_bulk_is_retried_and_the_index_is_exact(project, e
             if es_client.indices.exists(index=attempts, expand_wildcards="all") and indexing_started(
                 es_client, attempts
             ):
-                steps = chunk_step_processes(psutil.Process(run.pid))
-                victim = steps[0] if steps else None
+                pids = running_chunk_step_pids(project)
+                victim = pids[0] if pids else None
         assert victim is not None, "no chunk step was seen loading"
-        victim.kill()
+        os.kill(victim, signal.SIGKILL)
         output, _ = run.communicate(timeout=300)
     finally:
         run.kill()

@@ -85,7 +85,7 @@ wait_healthy() {
   local url="${ES_URL:-$URL}"
   for _ in $(seq 1 120); do
     if curl -fsS -m 2 "$url/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; then
-      echo "es.sh: healthy at $url: version $(curl -fsS -m 2 "$url/_nodes/_local?filter_path=nodes.*.version" | grep -o "[0-9][0-9.]*[0-9]" | head -1)"
+      echo "es.sh: healthy at $url: version $(curl -fsS -m 2 "$url/_nodes/_local?filter_path=nodes.*.version" | grep -o '"version":"[^"]*"' | cut -d'"' -f4)"
       return
     fi
     if [ -z "${ES_URL:-}" ] && ! running_pid >/dev/null; then
