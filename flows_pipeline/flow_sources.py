@@ -31,6 +31,9 @@ FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path], Iterator[Receive
     "csv": ((".csv",), csv_records),
 }
 SOURCE_KINDS = ("synthetic", *FILE_FORMATS)
+# Records parsed in Python are held as objects until they become a batch (~1 KB each), so
+# file sources hand over small batches; the table writer still makes full row groups of them.
+RECEIVED_BATCH_ROWS = 8_192
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_
     for flow_file in files:
         yielded = False
         try:
-            for batch in _batches(reader(flow_file.path), batch_rows):
+            for batch in _batches(reader(flow_file.path), min(batch_rows, RECEIVED_BATCH_ROWS)):
                 yielded = True
                 yield batch
         except BadFlowFileError as bad:
