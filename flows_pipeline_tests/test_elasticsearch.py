@@ -5,10 +5,12 @@ import time
 import pytest
 
 from flows_pipeline.bulk_encoding import BulkBody
-from flows_pipeline.bulk_sender import BulkSender, RetryPolicy
+from flows_pipeline.bulk_sender import BulkRejectedError, BulkSender, RetryPolicy
 from flows_pipeline.es_connection import ConnectionSettings, ElasticsearchUnavailableError, check_major, connect
 from flows_pipeline.index_lifecycle import IndexLayout, create_attempt_index
 from flows_pipeline.partitions import hour_of
+from flows_pipeline_tests.conftest import ES_URL
+from flows_pipeline_tests.fault_proxy import FaultProxy
 
 
 def test_unreachable_cluster_fails_within_seconds_naming_the_url_and_the_fix():
@@ -51,3 +53,34 @@ def test_resending_a_body_never_duplicates(es_client, index_prefix):
         assert sender.send(BulkBody(0, 100, body)).indexed == 100
     es_client.indices.refresh(index=index)
     assert es_client.count(index=index)["count"] == 100
+
+
+def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_duplicates(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-07:00"), "faults00")
+    bodies = [
+        BulkBody(
+            start,
+            50,
+            b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(start, start + 50)),
+        )
+        for start in range(0, 200, 50)
+    ]
+    with FaultProxy(ES_URL, "/_bulk", [429, 503, "drop", 502]) as proxy:
+        client = connect(ConnectionSettings(url=proxy.url))
+        tally = BulkSender(client, index, 2, RetryPolicy(max_retries=5, initial_backoff_s=0.05)).send_all(bodies)
+
+    assert proxy.injected == [429, 503, "drop", 502]
+    assert (tally.indexed, tally.failed, tally.retries) == (200, 0, 4)
+    es_client.indices.refresh(index=index)
+    assert es_client.count(index=index)["count"] == 200
+
+
+def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-08:00"), "faults01")
+    body = BulkBody(100, 1, b'{"index":{"_id":"100"}}\n{"network.bytes":1}\n')
+    with FaultProxy(ES_URL, "/_bulk", [429, 429, 429]) as proxy:
+        client = connect(ConnectionSettings(url=proxy.url))
+        with pytest.raises(BulkRejectedError, match=f"index {index} .* rows 100-100 after 2 retries: HTTP 429"):
+            BulkSender(client, index, 1, RetryPolicy(max_retries=2, initial_backoff_s=0.01)).send(body)

@@ -1,0 +1,84 @@
+"""A loopback HTTP proxy in front of the real Elasticsearch that fails chosen requests first.
+
+Elasticsearch answers 429 when its write queue is full and 503 when a shard is unavailable, but
+neither can be provoked on demand on a healthy single node; this proxy makes the first matching
+requests fail in those ways (or drops the connection), then forwards everything unchanged.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socketserver
+import threading
+from collections import deque
+from urllib.parse import urlsplit
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        proxy: FaultProxy = self.server.proxy  # type: ignore[attr-defined]
+        request_line = self.rfile.readline().decode("latin-1").strip()
+        if not request_line:
+            return
+        method, path, _ = request_line.split(" ", 2)
+        headers = {}
+        while (line := self.rfile.readline().decode("latin-1").strip()) != "":
+            name, value = line.split(":", 1)
+            headers[name.strip()] = value.strip()
+        body = self.rfile.read(int(headers.get("Content-Length", "0") or 0))
+        fault = proxy.next_fault(method, path)
+        if fault == "drop":
+            return  # connection closed without an answer
+        if fault is not None:
+            payload = b'{"error":{"type":"es_rejected_execution_exception","reason":"injected"},"status":%d}' % fault
+            self._answer(fault, {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}, payload)
+            return
+        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+        forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+        upstream.request(method, path, body=body, headers=forwarded)
+        response = upstream.getresponse()
+        answer = response.read()
+        kept = {
+            k: v
+            for k, v in response.getheaders()
+            if k.lower() not in ("connection", "transfer-encoding", "content-length")
+        }
+        self._answer(response.status, kept, answer)
+        upstream.close()
+
+    def _answer(self, status: int, headers: dict, body: bytes) -> None:
+        self.wfile.write(f"HTTP/1.1 {status} {http.client.responses.get(status, '')}\r\n".encode())
+        for name, value in {**headers, "Content-Length": str(len(body)), "Connection": "close"}.items():
+            self.wfile.write(f"{name}: {value}\r\n".encode())
+        self.wfile.write(b"\r\n" + body)
+
+
+class FaultProxy:
+    """`faults`: what the first matching requests get, in order: an HTTP status or "drop"."""
+
+    def __init__(self, upstream_url: str, path_contains: str, faults: list[int | str]) -> None:
+        self.upstream = urlsplit(upstream_url)
+        self.path_contains = path_contains
+        self._faults = deque(faults)
+        self.injected: list[int | str] = []
+        self._lock = threading.Lock()
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.proxy = self  # type: ignore[attr-defined]
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def next_fault(self, method: str, path: str) -> int | str | None:
+        with self._lock:
+            if self.path_contains in path and self._faults:
+                fault = self._faults.popleft()
+                self.injected.append(fault)
+                return fault
+        return None
+
+    def __enter__(self) -> FaultProxy:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
