@@ -1,0 +1,33 @@
+"""Run in a subprocess by test_memory_bound: index one chunk (or build its whole body) under a
+hard address-space limit of `headroom` bytes above what the imports already use."""
+
+import resource
+import sys
+
+from flows_pipeline.bulk_sender import RetryPolicy
+from flows_pipeline.chunk_plan import plan_chunks
+from flows_pipeline.es_connection import ConnectionSettings, connect
+from flows_pipeline.flow_indexing import BulkLimits, ChunkTask, chunk_bodies, index_chunk
+
+
+def virtual_memory_bytes() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize"))
+
+
+def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
+    chunk = plan_chunks(table, row_groups_per_chunk=10**6)[0]  # the whole hour in one chunk
+    client = connect(ConnectionSettings(url=es_url))
+    limits = BulkLimits(max_bytes=5 * 2**20, max_docs=10_000, max_in_flight=2)
+    limit = virtual_memory_bytes() + headroom
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if mode == "whole-body":  # what the incident did: the hour's body in one piece
+        body = b"".join(body.payload for body in chunk_bodies(chunk, limits))
+        print(f"built {len(body)} bytes")
+    else:
+        result = index_chunk(client, ChunkTask(index, chunk), limits, RetryPolicy())
+        print(f"indexed {result.indexed}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
