@@ -130,11 +130,13 @@ def _int_or_none(value: float | None) -> int | None:
 
 def swap_aliases(client: Elasticsearch, layout: IndexLayout, hour: Hour, index: str) -> list[str]:
     """Atomically point the hour's alias and the read alias at `index`, deleting earlier attempts."""
-    replaced = [
-        name
-        for name in client.indices.get(index=layout.attempts_pattern(hour), expand_wildcards="all")
-        if name != index
-    ]
+    # Earlier attempts only: a later run of the same hour, still loading, keeps its index and
+    # will replace this one when it publishes in turn.
+    settings = client.indices.get_settings(
+        index=layout.attempts_pattern(hour), name="index.creation_date", expand_wildcards="all"
+    )
+    created = {name: int(found["settings"]["index"]["creation_date"]) for name, found in settings.items()}
+    replaced = sorted(name for name, when in created.items() if when < created[index])
     actions: list[dict] = [
         {"add": {"index": index, "alias": layout.hour_alias(hour)}},
         {"add": {"index": index, "alias": layout.read_alias}},

@@ -7,7 +7,7 @@ import pytest
 from flows_pipeline.bulk_encoding import BulkBody
 from flows_pipeline.bulk_sender import BulkRejectedError, BulkSender, RetryPolicy
 from flows_pipeline.es_connection import ConnectionSettings, ElasticsearchUnavailableError, check_major, connect
-from flows_pipeline.index_lifecycle import IndexLayout, create_attempt_index
+from flows_pipeline.index_lifecycle import IndexLayout, create_attempt_index, swap_aliases
 from flows_pipeline.partitions import hour_of
 from flows_pipeline_tests.conftest import ES_URL
 from flows_pipeline_tests.fault_proxy import FaultProxy
@@ -84,3 +84,17 @@ def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(
         client = connect(ConnectionSettings(url=proxy.url))
         with pytest.raises(BulkRejectedError, match=f"index {index} .* rows 100-100 after 2 retries: HTTP 429"):
             BulkSender(client, index, 1, RetryPolicy(max_retries=2, initial_backoff_s=0.01)).send(body)
+
+
+def test_publishing_replaces_earlier_attempts_but_not_a_later_one_still_loading(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    hour = hour_of("2021-10-28-12:00")
+    earlier = create_attempt_index(es_client, layout, hour, "earlier0")
+    mine = create_attempt_index(es_client, layout, hour, "mine0000")
+    later = create_attempt_index(es_client, layout, hour, "later000")  # another run of the hour, loading
+
+    assert swap_aliases(es_client, layout, hour, mine) == [earlier]
+    assert list(es_client.indices.get_alias(name=layout.hour_alias(hour))) == [mine]
+    assert es_client.indices.exists(index=later, expand_wildcards="all")
+    assert not es_client.indices.exists(index=earlier, expand_wildcards="all")
+    assert swap_aliases(es_client, layout, hour, later) == [mine]  # the later run, when it publishes
