@@ -67,6 +67,11 @@ class _Rejected(ValueError):
 
 
 def _as_int(field: str, value: object) -> int | None:
+    if type(value) is int:  # the common case first: a JSON number (bool is a subclass, not int itself)
+        low, high = _INT32 if field in _INT32_FIELDS else _INT64
+        if not low <= value <= high:
+            raise _Rejected(f"{field} out of range")
+        return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -201,8 +206,8 @@ def _nfdump_time_ns(value: object) -> int | None:
     """nfdump's JSON times are UTC (TZ=UTC) with milliseconds: 2021-10-28T03:00:10.123"""
     if not isinstance(value, str):
         return None
-    moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000) * 1_000_000
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)  # C parser: ~20x strptime's speed
+    return round(moment.timestamp() * 1000) * 1_000_000
 
 
 def _from_nfdump(record: dict) -> dict:
@@ -253,18 +258,16 @@ def nfcapd_records(path: Path) -> Iterator[Received]:
         )
         assert nfdump.stdout is not None
         number = 0
-        lines: list[bytes] = []
-        for line in nfdump.stdout:
-            if line.startswith(b"{"):
-                lines = [line]
-            elif lines:
-                lines.append(line)
-                if line.startswith(b"}"):
+        pending = b""
+        # records are pretty-printed over many lines and end with a line "}" (then "," or "]"):
+        # split on that instead of looking at every line
+        for block in iter(lambda: nfdump.stdout.read(1 << 20), b""):
+            *records, pending = (pending + block).split(b"\n}")
+            for record in records:
+                start = record.find(b"{")
+                if start >= 0:
                     number += 1
-                    record = b"".join(lines)
-                    text = record[: record.rfind(b"}") + 1]  # without the "," or "]" that follows
-                    lines = []
-                    yield _nfdump_received(source, number, text)
+                    yield _nfdump_received(source, number, record[start:] + b"}")
         status = nfdump.wait()
         errors.seek(0)
         problem = errors.read().strip()
