@@ -86,7 +86,11 @@ class FlowsElasticsearch(ConfigurableResource):
     max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
     max_retries: int = Field(default=8, description="Retries of a bulk body or its 429'd items (backoff with jitter).")
     row_groups_per_chunk: int = Field(
-        default=8, description="Row groups per index_chunk step (8 x 65,536 rows: 15 chunks for the incident's hour)."
+        default=4,
+        description=(
+            "Row groups per index_chunk step: 4 x 65,536 rows, so a 1,000,000-flow hour already has the 4 chunks "
+            "that max_concurrent 4 can run at once, and the incident's hour 30."
+        ),
     )
     tolerated_item_errors: int = Field(
         default=0, description="Documents Elasticsearch may reject per hour before the run fails (counted either way)."
