@@ -10,6 +10,12 @@ bench/results/latest.json (+ timelines.json) and bench/RESULTS.md (bench/report.
     bench/run.py                                  # quick: 200,000 rows, every method
     bench/run.py --rows 200000,1000000,7850484    # make bench
     bench/run.py --rows 50000 --methods flows_pipeline,ceiling
+    bench/run.py --rows none --nfcapd-flows 50000                   # issue 4's nfcapd figure only
+    bench/run.py --rows 7850484 --merge --order flows_pipeline:4,ceiling --budget-until 10:35
+
+Several invocations can fill one results file: `--merge` appends this invocation's rows to the
+existing JSON (each row keeps the number of the invocation that measured it; ratios are only
+taken between rows of one invocation).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ if __name__ == "__main__":
 
 # ruff: noqa: E402 - the imports below need the project's venv, hence after the re-exec
 import argparse
+import dataclasses
 import json
 import secrets
 import shutil
@@ -41,6 +48,7 @@ import time
 from dataclasses import dataclass, field
 
 from benchlib import methods as m
+from benchlib import nfcapd
 from benchlib.dagster_events import step_timings
 from benchlib.es_node import EsNode, count_documents, create_index, delete_indices
 from benchlib.monitor import MemoryGuard
@@ -52,12 +60,16 @@ FULL_ROWS = [200_000, 1_000_000, 7_850_484]
 # The issue's own figure for the incident's approach here: 7.4 GB at 2,000,000 rows, two workers.
 INCIDENT_MB_PER_ROW_FALLBACK = 7.4 * 1024 / 2_000_000
 WORK = PROJECT / "bench" / "work"
+# a bigger index loads slower (merges): a run's estimate from a smaller size is padded by this
+BUDGET_MARGIN = 1.25
 RESULTS = PROJECT / "bench" / "results"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default=",".join(map(str, QUICK_ROWS)), help="comma-separated sizes")
+    parser.add_argument(
+        "--rows", default=",".join(map(str, QUICK_ROWS)), help="comma-separated sizes ('none': no loads)"
+    )
     parser.add_argument("--methods", default=",".join(m.METHODS), help=f"comma-separated, of: {', '.join(m.METHODS)}")
     parser.add_argument("--concurrency", default="2,4", help="max_concurrent / thread_count / requests in flight")
     parser.add_argument("--partition", default="2021-10-28-03:00", help="the hour generated and loaded")
@@ -83,6 +95,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--settle-s", type=float, default=5.0, help="pause between runs (index deletes, merges)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--no-report", action="store_true", help="skip bench/report.py at the end")
+    parser.add_argument(
+        "--nfcapd-flows",
+        default="",
+        help="issue 4: nfcapd -> flow_table for hours of these many flows (comma-separated), next to "
+        "nfdump's own export rate; run before the loads",
+    )
+    parser.add_argument("--merge", action="store_true", help="append to --out's runs instead of starting anew")
+    parser.add_argument(
+        "--order",
+        default="",
+        help="run order within a size, e.g. flows_pipeline:4,flows_pipeline:2,ceiling (unlisted runs after, "
+        "in the default order)",
+    )
+    parser.add_argument(
+        "--budget-until",
+        metavar="HH:MM",
+        help="UTC time: a run whose estimated end (its rate at a smaller size) is later is not started "
+        "(recorded as 'not run: time budget'), and a run still going then is stopped",
+    )
+    parser.add_argument("--warmup-bodies", type=int, default=40, help="bodies replayed by the unrecorded warm-up")
     args = parser.parse_args(argv)
     unknown = set(args.methods.split(",")) - set(m.METHODS)
     if unknown:
@@ -99,6 +131,7 @@ class Bench:
     guard: MemoryGuard
     doc: dict
     timelines: dict = field(default_factory=dict)
+    invocation: int = 1  # this invocation's number in doc["invocations"] (--merge appends)
 
     @property
     def node(self) -> EsNode:
@@ -129,11 +162,12 @@ def make_bench(args: argparse.Namespace) -> Bench:
         dagster_es_python=WORK / "venv-dagster-es" / "bin" / "python",
     )
     guard = MemoryGuard(tree_pss_limit_mb=limit_mb, min_available_mb=args.min_available_gb * 1024)
+    command = "bench/run.py " + " ".join(sys.argv[1:])
     doc = {
         "machine": machine(),
         "es_version": None,
         "date": now_utc(),
-        "invocation": "bench/run.py " + " ".join(sys.argv[1:]),
+        "invocation": command,
         "memory_guard": {
             "tree_pss_limit_mb": limit_mb,
             "min_available_mb": guard.min_available_mb,
@@ -141,9 +175,48 @@ def make_bench(args: argparse.Namespace) -> Bench:
         },
         "flow_table": [],
         "encoded_bodies": [],
+        "nfcapd": [],
         "runs": [],
+        "invocations": [],
     }
-    return Bench(args, settings, guard, doc)
+    timelines: dict = {}
+    if args.merge and args.out.exists():
+        doc, timelines = _previous(args.out), _previous_timelines(args.out)
+    number = 1 + max((i["number"] for i in doc["invocations"]), default=0)
+    doc["invocations"].append(
+        {"number": number, "command": command, "date": now_utc(), "ended": None, "git": _git_state()}
+    )
+    doc["date"], doc["invocation"] = now_utc(), command  # the latest invocation's
+    return Bench(args, settings, guard, doc, timelines, invocation=number)
+
+
+def _git_state() -> str:
+    """The project's commit measured, and whether its pipeline code had uncommitted changes."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", *argv], cwd=PROJECT, capture_output=True, text=True, timeout=30)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "flows_pipeline")
+    return git("rev-parse", "--short", "HEAD") + (" + uncommitted flows_pipeline/ changes" if dirty else "")
+
+
+def _previous(path: Path) -> dict:
+    """A results file to merge into; one written before invocations were numbered is invocation 1."""
+    doc = json.loads(path.read_text())
+    doc.setdefault("nfcapd", [])
+    if "invocations" not in doc:
+        doc["invocations"] = [{"number": 1, "command": doc.get("invocation"), "date": doc.get("date"), "ended": None}]
+    for key in ("runs", "flow_table", "encoded_bodies", "nfcapd"):
+        for entry in doc.get(key, []):
+            entry.setdefault("invocation", 1)
+    return doc
+
+
+def _previous_timelines(path: Path) -> dict:
+    timelines = path.with_name("timelines.json")
+    return json.loads(timelines.read_text()) if timelines.exists() else {}
 
 
 def measure_script(bench: Bench, name: str, argv: list[str], rows: int) -> Measurement:
@@ -169,6 +242,7 @@ def generate(bench: Bench, rows: int) -> m.Dataset:
     raw_s, table_s = (steps[key].finished - steps[key].started for key in ("raw_flows", "flow_table"))
     bench.doc["flow_table"].append(
         {
+            "invocation": bench.invocation,
             "rows": rows,
             "raw_rows": tables.raw_rows,
             "table_rows": tables.table_rows,
@@ -196,7 +270,8 @@ def encode_bodies(bench: Bench, data: m.Dataset) -> None:
     if measured.error or not measured.result:
         raise RuntimeError(f"encoding bodies of {data.rows} rows failed: {measured.error}")
     bench.doc["encoded_bodies"].append(
-        measured.result | {"rows": data.rows, "peak_tree_pss_mb": round(measured.memory.peak_pss_mb, 1)}
+        measured.result
+        | {"rows": data.rows, "peak_tree_pss_mb": round(measured.memory.peak_pss_mb, 1), "invocation": bench.invocation}
     )
     bench.log(f"encoded {measured.result['bodies']} bodies at {measured.result['encode_docs_per_s']:,.0f} docs/s")
 
@@ -204,12 +279,22 @@ def encode_bodies(bench: Bench, data: m.Dataset) -> None:
 def warm_up(bench: Bench, data: m.Dataset) -> None:
     """One unrecorded load first: a cold JVM made the first run here several times slower."""
     planned = m.PlannedRun(m.CEILING, 2)
-    spec = m.build_spec(planned, data, bench.settings, "warmup")
+    manifest = json.loads((data.bodies_dir / "manifest.json").read_text())
+    bodies = manifest[: bench.args.warmup_bodies]  # the first bodies: enough to warm the JVM at any size
+    subset = WORK / "bodies" / "warmup"
+    shutil.rmtree(subset, ignore_errors=True)
+    subset.mkdir(parents=True)
+    for entry in bodies:
+        (subset / entry["file"]).symlink_to(data.bodies_dir / entry["file"])
+    (subset / "manifest.json").write_text(json.dumps(bodies))
+    warm = m.Dataset(data.rows, data.storage_root, data.table_path, subset)
+    spec = m.build_spec(planned, warm, bench.settings, "warmup")
     client = bench.node.client()
     create_index(client, spec.create_index or spec.count_target)
     measured = run_measured(spec.command, bench.node, bench.guard, WORK / "logs" / "warmup.log", PROJECT, 1.0)
     delete_indices(client, spec.delete_pattern)
-    bench.log(f"warm-up load: {measured.wall_s:.1f} s, error: {measured.error}")
+    shutil.rmtree(subset, ignore_errors=True)
+    bench.log(f"warm-up load ({len(bodies)} bodies): {measured.wall_s:.1f} s, error: {measured.error}")
 
 
 def incident_skip_reason(bench: Bench, rows: int) -> str | None:
@@ -250,6 +335,9 @@ def skipped_row(planned: m.PlannedRun, rows: int, reason: str) -> dict:
 def run_one(bench: Bench, planned: m.PlannedRun, data: m.Dataset) -> dict:
     run_id = secrets.token_hex(3)
     spec = m.build_spec(planned, data, bench.settings, run_id)
+    left = budget_left_s(bench)
+    if left is not None and left < spec.command.timeout_s:  # a run still going at the budget is stopped
+        spec = dataclasses.replace(spec, command=dataclasses.replace(spec.command, timeout_s=max(left, 1.0)))
     client = bench.node.client()
     if spec.create_index:
         create_index(client, spec.create_index)
@@ -276,18 +364,69 @@ def run_size(bench: Bench, rows: int, smallest: int, methods: list[str], concurr
         warm_up(bench, data)
     # whole rounds repeated (not each run back to back), so other work on the machine spreads over methods
     for repeat in range(1, bench.args.repeat + 1):
-        for planned in m.planned_runs(methods, concurrencies, rows, smallest):
+        for planned in ordered(m.planned_runs(methods, concurrencies, rows, smallest), bench.args.order):
             run_planned(bench, planned, data, repeat)
     shutil.rmtree(data.bodies_dir, ignore_errors=True)  # ~500 bytes a document on disk
+
+
+def ordered(runs: list[m.PlannedRun], order: str) -> list[m.PlannedRun]:
+    """--order: `method` or `method:N` tokens first, in that order; the rest keep the default order."""
+    tokens = [t.strip() for t in order.split(",") if t.strip()]
+
+    def rank(planned: m.PlannedRun) -> int:
+        for i, token in enumerate(tokens):
+            method, _, n = token.partition(":")
+            if method == planned.method and (not n or int(n) == planned.max_concurrent):
+                return i
+        return len(tokens)
+
+    return sorted(runs, key=rank)  # stable: ties keep planned_runs' order
+
+
+def budget_left_s(bench: Bench) -> float | None:
+    """Seconds until --budget-until (UTC HH:MM today), or None without a budget."""
+    if not bench.args.budget_until:
+        return None
+    hours, minutes = map(int, bench.args.budget_until.split(":"))
+    now = time.time()
+    midnight = now - now % 86_400
+    return midnight + hours * 3600 + minutes * 60 - now
+
+
+def budget_skip_reason(bench: Bench, planned: m.PlannedRun, rows: int) -> str | None:
+    """Not started when its estimated duration (its wall rate at a smaller size, any invocation of
+    this results file, same N if measured) would take it past the budget."""
+    left = budget_left_s(bench)
+    if left is None:
+        return None
+    done = [
+        r
+        for r in bench.doc["runs"]
+        if r["method"] == planned.method and r.get("docs_per_s") and not r.get("error") and r["rows"] < rows
+    ]
+    same_n = [r for r in done if r["max_concurrent"] == planned.max_concurrent] or done
+    until = bench.args.budget_until
+    if not same_n:
+        return None if left > 0 else f"not run: time budget (the invocation's budget ended at {until} UTC)"
+    ref = max(same_n, key=lambda r: (r["rows"], r["docs_per_s"]))
+    estimate = BUDGET_MARGIN * rows / ref["docs_per_s"]
+    if estimate <= left:
+        return None
+    return (
+        f"not run: time budget (estimated {estimate:,.0f} s: {BUDGET_MARGIN} x its {ref['docs_per_s']:,} docs/s at "
+        f"{ref['rows']:,} rows; only {max(left, 0):,.0f} s left before the {until} UTC budget)"
+    )
 
 
 def run_planned(bench: Bench, planned: m.PlannedRun, data: m.Dataset, repeat: int) -> None:
     rows = data.rows
     reason = incident_skip_reason(bench, rows) if planned.method == m.INCIDENT else None
+    reason = reason or budget_skip_reason(bench, planned, rows)
     if reason and repeat > 1:
         return  # one row says why is enough
     row = skipped_row(planned, rows, reason) if reason else run_one(bench, planned, data)
     row["repeat"] = repeat
+    row["invocation"] = bench.invocation
     bench.doc["runs"].append(row)
     bench.save()
     bench.log(
@@ -300,7 +439,8 @@ def run_planned(bench: Bench, planned: m.PlannedRun, data: m.Dataset, repeat: in
 
 def main() -> None:
     args = parse_args()
-    sizes = sorted(int(r) for r in args.rows.split(","))
+    sizes = [] if args.rows == "none" else sorted(int(r) for r in args.rows.split(","))
+    nfcapd_sizes = [int(n) for n in args.nfcapd_flows.split(",") if n.strip()]
     methods = args.methods.split(",")
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     bench = make_bench(args)
@@ -310,9 +450,22 @@ def main() -> None:
         delete_indices(bench.node.client(), "bench-*")
         bench.doc["es"] = bench.node.describe()
         bench.doc["es_version"] = bench.doc["es"]["version"]
+        bench.doc["invocations"][-1]["es"] = bench.doc["es"]
+        for flows in nfcapd_sizes:
+            measured = nfcapd.measure(bench, flows, secrets.token_hex(3)) | {"invocation": bench.invocation}
+            bench.doc["nfcapd"].append(measured)
+            bench.save()
+            pipe = measured["pipeline"]
+            bench.log(
+                f"nfcapd {measured['nfdump_flows']:,} flows: nfdump -o json "
+                f"{measured['nfdump_export'][0]['records_per_s']} rec/s; raw_flows {pipe['raw_flows_records_per_s']}, "
+                f"flow_table {pipe['flow_table_records_per_s']}, both {pipe['both_records_per_s']} rec/s; "
+                f"rows {pipe['flow_table_rows']}; error: {measured['error']}"
+            )
         for rows in sizes:
             run_size(bench, rows, sizes[0], methods, concurrencies)
     finally:
+        bench.doc["invocations"][-1]["ended"] = now_utc()
         bench.save()
         if not args.keep_es:
             bench.log(bench.node.stop())
