@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -90,7 +91,7 @@ def results_table(runs: list[dict]) -> str:
     return _table([c[0] for c in COLUMNS], [[c[2](r) for c in COLUMNS] for r in runs])
 
 
-def ratio_lines(runs: list[dict]) -> list[str]:
+def ratio_lines(runs: list[dict], doc: dict | None = None) -> list[str]:
     """Pipeline vs ceiling and vs parallel_bulk at the same size and N, by wall and by load time."""
     lines = []
     for rows, inv in sorted({(r["rows"], r.get("invocation", 1)) for r in runs}):
@@ -110,14 +111,16 @@ def ratio_lines(runs: list[dict]) -> list[str]:
                     f"{_num(load, 2)}× by load time ({_num(pipe.get('docs_per_s_load'))} vs "
                     f"{_num(ref.get('docs_per_s_load'))} docs/s)"
                 )
-    for n in sorted({r["max_concurrent"] for r in runs if r["method"] == PIPELINE}):
-        big, base = _find(runs, PIPELINE, INCIDENT_ROWS, n), _find(runs, PIPELINE, ONE_MILLION, n)
-        if big and base:
-            lines.append(
-                f"- flows_pipeline N={n}: peak tree PSS at 7,850,484 / at 1,000,000 = "
-                f"**{_num(_ratio(big['peak_tree_pss_mb'], base['peak_tree_pss_mb']), 2)}×** "
-                f"({_num(big['peak_tree_pss_mb'])} MB vs {_num(base['peak_tree_pss_mb'])} MB)"
-            )
+    for label, part in code_groups(doc) if doc else []:  # same pipeline code only (may span invocations)
+        prs = part["runs"]
+        for n in sorted({r["max_concurrent"] for r in prs if r["method"] == PIPELINE}):
+            big, base = _find(prs, PIPELINE, INCIDENT_ROWS, n), _find(prs, PIPELINE, ONE_MILLION, n)
+            if big and base:
+                lines.append(
+                    f"- flows_pipeline N={n}, {label}: peak tree PSS at 7,850,484{_inv(big)} / at 1,000,000"
+                    f"{_inv(base)} = **{_num(_ratio(big['peak_tree_pss_mb'], base['peak_tree_pss_mb']), 2)}×** "
+                    f"({_num(big['peak_tree_pss_mb'])} MB vs {_num(base['peak_tree_pss_mb'])} MB)"
+                )
     return lines or ["- (no pair of runs to compare in this invocation)"]
 
 
@@ -130,42 +133,45 @@ def _verdict(ok: bool | None) -> str:
 TARGET_NOTES: dict[str, str] = {
     "complete": "",
     "pss_ratio": (
-        "Not growth with the hour's rows: the tree's peak is the CLI and forkserver (~290 MB) plus one ~215-225 MB "
-        "(PSS) process per index_chunk step running at once, and every chunk step peaks at the same ~275-290 MB RSS "
-        "at 1M and at 7.85M (per-step table below). With the default 8 row groups of 65,536 rows a chunk, the 1M "
-        "hour is only 2 chunks, so its N=4 run never had more than 2 chunk steps at once; the 7.85M hour (15 "
-        "chunks) had 4. What would close it: a chunk plan that gives at least `es_bulk_steps` chunks per hour "
-        "(e.g. 1M → 4 chunks of 262,144 rows), so that both sizes run 4 steps at once and the peak no longer "
-        "depends on the hour's size at all; or each chunk step's PSS under ~50 MB (not realistic)."
+        "The tree's peak is the CLI and forkserver (~400 MB RSS) plus one ~215-225 MB (PSS) process per chunk step "
+        "running at once; every chunk step peaks at the same ~275-290 MB RSS at any hour size (per-step table). It "
+        "grows with the hour only while the hour has fewer chunks than N (then fewer steps run at once). What would "
+        "close it: at least `es_bulk_steps` chunks at every hour size, and a smaller per-step footprint."
     ),
     "pss_abs": "",
     "growth": (
-        "Growth is 129-134 MB for a 200,000-row chunk and 140-173 MB for the 524,288-row chunks (8 row groups) of "
-        "the 1M and 7.85M hours: a step that moves no data (plan_index_chunks, publish_flow_index) already grows "
-        "31-48 MB (Dagster's step machinery, lazy imports), and the rest rises with the chunk's rows, which points "
-        "at state or allocator high-water marks that grow with the chunk's length (the pipeline change's "
-        "'~100 MB' is not reproduced here). What would close it: find what grows between a 200k and a 524k chunk "
-        "(a tracemalloc / pyarrow `total_allocated_bytes` trace of one index_chunk), release Arrow's pool between "
-        "read batches, and preload what every step imports into the forkserver so it is part of the baseline."
+        "Growth rises with a chunk's rows (earlier code: ~130 MB for 200k-row chunks, 140-173 MB for 524k-row "
+        "chunks); steps that move no data grow 33-48 MB (Dagster's step machinery). What would close it: trace one "
+        "index_chunk (tracemalloc, pyarrow `total_allocated_bytes`) to find what grows with the chunk's length."
     ),
-    "ceiling": "",
+    "ceiling": (
+        "Both runs are CPU-bound on the same 2 cores: Elasticsearch needs ~25 CPU-s per 1M documents for either, "
+        "and whatever the client spends comes out of the node's share. #3 at 7.85M: pipeline tree 62 CPU-s "
+        "(7.9 s/1M docs) + harness sampling 24 s against the ceiling's 9 s + 3 s, i.e. (201+9+3)/(201+62+24) = "
+        "0.74 is the best ratio this box allows for these CPU figures (measured 0.68). Of the pipeline's client "
+        "CPU only ~1.6 s/1M is encoding (encoder alone 625k docs/s); the rest is reading, HTTP and per-step cost "
+        "(30 chunk steps, each a fork plus 2 `tail -F` and 2 `watch_orphans.py` interpreters of Dagster's log "
+        "capture, and its start-up). What would close it: client CPU ≤ ~3 s per 1M documents all told (fewer "
+        "step processes per hour or no per-step log-capture processes, less work per row outside encoding), "
+        "or a node that does not share the client's cores (the target itself is unchanged)."
+    ),
     "parallel_bulk": "",
     "flow_table": (
-        "The synthetic hour's flow_table step runs at 0.84-0.86M raw rows/s at 1M and 7.85M (0.55M at 200k, where "
-        "the step's fixed costs weigh more); the nfcapd hour's (all IPv4, no invalid rows) at 1.19M. The rate is "
-        "taken over the whole Dagster step (read raw_flows, normalize, write Parquet, the row-accounting check), "
-        "not the normalizer alone (~1.2M rows/s standalone per the pipeline change). What would close it: profile "
-        "the step on the synthetic hour (its IPv6 share and invalid rows are the difference from the nfcapd hour) "
-        "and cut the per-step overhead outside the normalizer (Parquet write, the check's second read)."
+        "Rate = raw rows over the whole Dagster step (read raw_flows, normalize, write Parquet, the "
+        "row-accounting check), so a smaller hour pays the step's fixed costs over fewer rows. What would close "
+        "it at a smaller hour: less fixed cost per step (the check's second read of the table, Parquet writer "
+        "set-up)."
     ),
     "startup": (
-        "Step start-up is 0.58-0.71 s per run at 200k/1M (3-4 steps, quiet) but 0.9-3.2 s for the chunk steps of "
-        "the 7.85M runs, which are launched while 1-3 other chunk steps and Elasticsearch hold both cores; the "
-        "first step of every run takes ~1.5 s (the forkserver starts and preloads). Besides the fork, each step "
-        "starts 2 `tail -F` and 2 `watch_orphans.py` Python interpreters (Dagster's compute-log capture) before "
-        "STEP_START. What would close it: no per-step log-capture subprocesses (a compute log manager that does "
-        "not tail, e.g. `NoOpComputeLogManager`, or capture in-process), the forkserver started before the run's "
-        "first step, and less work between fork and STEP_START."
+        "A step launched alone starts in ~0.5-0.6 s (publish_flow_index: 0.51 s in #4); chunk steps launched "
+        "together share the 2 cores: the 4 of the 1M run (#4) took 1.15-1.69 s each, those of the 7.85M run (#3), "
+        "launched while other chunk steps and Elasticsearch hold the cores, 0.5-2.2 s; every run's first step "
+        "takes ~1.5 s (the forkserver starts and preloads). Between fork and STEP_START each step also starts 2 "
+        "`tail -F` and 2 `watch_orphans.py` Python interpreters (LocalComputeLogManager's capture). (With the "
+        "earlier code, 8 row groups a chunk, the 1M runs launched 2 chunk steps and had medians of 0.65-0.71 s.) "
+        "What would close it: no per-step log-capture processes (a compute log manager that does not tail), the "
+        "forkserver started before the first step, less work between fork and STEP_START, and fewer, longer "
+        "chunk steps launched at once."
     ),
 }
 
@@ -174,13 +180,63 @@ def _inv(run: dict | None) -> str:
     return f" (#{run.get('invocation', 1)})" if run else ""
 
 
-def targets(doc: dict) -> str:
+def _commit(inv: dict) -> str:
+    return (inv.get("git") or "?").split(" ")[0]
+
+
+def _pipeline_code(inv: dict) -> str:
+    """The flows_pipeline/ tree of the invocation's commit: invocations at different commits that did not
+    change the pipeline's code measure the same pipeline."""
+    commit = _commit(inv)
+    done = subprocess.run(
+        ["git", "rev-parse", f"{commit}:flows_pipeline"], cwd=BENCH, capture_output=True, text=True, timeout=30
+    )
+    return done.stdout.strip() or commit
+
+
+def code_groups(doc: dict) -> list[tuple[str, dict]]:
+    """The results split by the project commit measured: the latest commit's invocations first, then the rest.
+    Each part is a doc of its own (runs, flow_table, nfcapd of those invocations), so every target is judged
+    on one version of the pipeline."""
+    invs = _invocations(doc)
+    code = {i["number"]: _pipeline_code(i) for i in invs}
+    latest = code[invs[-1]["number"]]
+    groups = [[n for n in code if code[n] == latest], [n for n in code if code[n] != latest]]
+    out = []
+    for numbers in groups:
+        if not numbers:
+            continue
+        part = dict(doc)
+        for key in ("runs", "flow_table", "nfcapd", "encoded_bodies"):
+            part[key] = [e for e in doc.get(key, []) if e.get("invocation", 1) in numbers]
+        commits = sorted({_commit(i) for i in invs if i["number"] in numbers})
+        label = ", ".join(f"#{n}" for n in numbers) + " (project " + ", ".join(f"`{c}`" for c in commits) + ")"
+        out.append((label, part))
+    return out
+
+
+def targets_section(doc: dict) -> str:
+    groups = code_groups(doc)
+    text = []
+    for i, (label, part) in enumerate(groups):
+        if i == 0:
+            text.append(f"**The pipeline as of the latest invocation**: {label}.\n\n{targets(part)}")
+        else:
+            text.append(
+                f"**Earlier pipeline code** (for reference; the reasons column applies to the table above): "
+                f"{label}.\n\n{targets(part, notes=False)}"
+            )
+    return "\n\n".join(text)
+
+
+def targets(doc: dict, notes: bool = True) -> str:
     """The issue's targets, each with the figure measured here (never relaxed)."""
     runs = doc["runs"]
     table: list[list[str]] = []
 
     def add(key: str, target: str, measured: str, ok: bool | None) -> None:
-        table.append([target, measured, _verdict(ok), TARGET_NOTES.get(key, "") if ok is not True else ""])
+        note = TARGET_NOTES.get(key, "") if ok is not True and notes else ""
+        table.append([target, measured, _verdict(ok), note])
 
     full = _find(runs, PIPELINE, INCIDENT_ROWS, 4)
     tried = [r for r in runs if r["method"] == PIPELINE and r["rows"] == INCIDENT_ROWS and r["max_concurrent"] == 4]
@@ -492,19 +548,21 @@ the sum of the two steps. The flow_table's row count is checked against `nfdump 
 
 # What the last full run showed besides the targets (human notes, like TARGET_NOTES).
 OBSERVATIONS = """\
-- **nfcapd path**: reading the hour's nfcapd files into raw_flows runs at ~48,000 records/s, ~22× slower than
-  nfdump's own `-o json` export of the same files (~1.08M records/s) and ~7× slower than its `-o csv`; the whole
-  nfcapd → flow_table path is bound by the pipeline's Python parsing of nfdump's JSON (raw_flows ~20.7 s of
-  ~21.5 s), not by nfdump and not by flow_table (1.19M records/s).
-- **N=4 vs N=2**: on this 2-core machine the pipeline's N=2 was as fast as or faster than N=4 at every size (at
-  1M both run only 2 chunk steps: the hour is 2 chunks of 8 row groups).
-- **Chunk steps run in waves**: at 7.85M with N=4 the 15 chunk steps ran as 4 waves of ~4 steps that start and
-  end together (they share the node evenly), so each wave boundary leaves the node idle for a step start-up (1-3
-  s).
-- **Noise**: the first 7.85M pipeline runs (#2) shared the machine with other work (a developer's short test and
-  the project's own Elasticsearch on 9200): *other CPU* 32% (N=4) and 21% (N=2) of the machine, against ~1% for
-  the ceiling runs; the harness's own sampling (psutil `memory_full_info` of ~60 processes every 150 ms) costs
-  another ~29 CPU-s in a 7.85M pipeline run, against ~3 s for the ceiling's one process.
+- **nfcapd path**: reading the hour's nfcapd files into raw_flows ran at ~91,000 records/s with the latest code
+  (#3; ~48,000 in #1, before commit 5626ac6), ~13× slower than nfdump's own `-o json` export of the same files
+  (~1.22M records/s) and ~4× slower than its `-o csv` (~366,000); the nfcapd → flow_table path (~84,000
+  records/s for both steps) is bound by the pipeline's Python parsing of nfdump's JSON (raw_flows 11.0 s of 11.9
+  s), not by nfdump and not by flow_table (1.11M records/s). flow_table's rows equal `nfdump -I`'s flows in both
+  runs.
+- **N=4 vs N=2** (earlier code, #1 and #2): on this 2-core machine N=2 was as fast as or faster than N=4 at
+  every size; at 1M both ran only 2 chunk steps (the hour was 2 chunks of 8 row groups then).
+- **Chunk steps run in waves** (#2, N=4): the 15 chunk steps ran as 4 waves of ~4 steps that start and end
+  together (they share the node evenly), so each wave boundary leaves the node idle for a step start-up (1-3 s).
+- **Noise**: #2's 7.85M pipeline runs shared the machine with other work (a developer's short test and the
+  project's own Elasticsearch on 9200): *other CPU* 32% (N=4) and 21% (N=2), against ~1% for the ceiling runs;
+  #3's runs were quiet (≤ 2%). The harness's own sampling (psutil `memory_full_info` of ~60 processes every 150
+  ms) costs ~24-29 CPU-s in a 7.85M pipeline run, against ~3 s for the ceiling's one process; on 2 cores that is
+  charged to the pipeline's throughput.
 - **Harness bug, fixed after #2**: #2's unrecorded warm-up load failed (its subset of bodies lacked the
   manifest); the node was warm anyway, having loaded everything of #1 minutes before (`--keep-es`)."""
 
@@ -513,9 +571,15 @@ pipeline commits d25b03c, 3069cf2, 4f348a3): timestamps encoded arithmetically (
 bodies span read batches of 4,096 rows (chunk step growth ~100 MB instead of ~150-190 MB), single-threaded
 Parquet reads, snappy compression, `FLOWS_ROW_GROUPS_PER_CHUNK` default 8 (was 4), the normalizer ~2× faster
 (flow_table ~1.2M rows/s standalone), and the forkserver preloads `flows_pipeline.step_preload` (resolved
-repository and jobs). Every figure below was measured with that code; none comes from the earlier run. As a check,
-`make bench-quick` ran once with the new code at 09:16 UTC (every method complete, every `_count` exact; its rows
-are not kept here, #1's 200,000-row runs measure the same)."""
+repository and jobs). Every figure below was measured with that code or later; none comes from the earlier run.
+As a check, `make bench-quick` ran once with the new code at 09:16 UTC (every method complete, every `_count`
+exact; its rows are not kept here, #1's 200,000-row runs measure the same).
+
+The pipeline changed again while the benchmark ran (the other developer's commits): 5626ac6 (09:34, nfcapd
+reading ~2.5× faster) and 1015756 (09:50: the forkserver also warms up encoding and the client, ~40 MB less per
+chunk step; **`FLOWS_ROW_GROUPS_PER_CHUNK` default 4**, so a 1M hour is 4 chunks). #1 and #2 measured the code
+before those commits, #3 and #4 the code after; the invocations table gives each one's commit, and the targets
+are judged on the latest code, with the earlier code's table kept below it."""
 
 
 def plot_memory(timelines: dict, rows: int, out: Path, invocation_of: dict[str, int] | None = None) -> None:
@@ -630,11 +694,11 @@ tree, nor Elasticsearch, nor the harness: other work on the shared machine; a hi
 
 ### Ratios (same invocation, same node)
 
-{chr(10).join(ratio_lines(runs))}
+{chr(10).join(ratio_lines(runs, doc))}
 
 ### Targets of issue 3
 
-{targets(doc)}
+{targets_section(doc)}
 
 *Idle baseline* of a step process = its RSS at the harness's first sample of it (psutil, every ~150 ms), i.e.
 just after the forkserver forked it: that RSS already counts the ~170 MB of imports the forkserver preloaded
