@@ -52,7 +52,7 @@ class BulkTally:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class BulkRetry:
     max_retries: int = 8
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
@@ -63,7 +63,7 @@ class RetryPolicy:
 
 
 class BulkSender:
-    def __init__(self, client: Elasticsearch, index: str, max_in_flight: int, retry: RetryPolicy) -> None:
+    def __init__(self, client: Elasticsearch, index: str, max_in_flight: int, retry: BulkRetry) -> None:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._client = client

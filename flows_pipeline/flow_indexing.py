@@ -15,7 +15,7 @@ import pyarrow as pa
 from elasticsearch import Elasticsearch
 
 from flows_pipeline.bulk_encoding import BulkBody, assemble_bodies, encode_lines
-from flows_pipeline.bulk_sender import BulkSender, RetryPolicy
+from flows_pipeline.bulk_sender import BulkRetry, BulkSender
 from flows_pipeline.chunk_plan import ChunkSpec
 from flows_pipeline.table_writer import read_batches
 
@@ -65,7 +65,7 @@ def _encoded_batches(chunk: ChunkSpec, batch_rows: int) -> Iterator[tuple[int, p
         first_row += batch.num_rows
 
 
-def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retry: RetryPolicy) -> ChunkResult:
+def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retry: BulkRetry) -> ChunkResult:
     """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected."""
     started = time.monotonic()
     tally = BulkSender(client, task.index, limits.max_in_flight, retry).send_all(chunk_bodies(task.chunk, limits))

@@ -16,7 +16,7 @@ from dagster import ConfigurableResource, EnvVar
 from elasticsearch import Elasticsearch
 from pydantic import Field
 
-from flows_pipeline.bulk_sender import RetryPolicy
+from flows_pipeline.bulk_sender import BulkRetry
 from flows_pipeline.es_connection import ConnectionSettings, connect, safe_url
 from flows_pipeline.flow_sources import SOURCE_KINDS, SourceSettings
 from flows_pipeline.index_lifecycle import IndexLayout
@@ -119,8 +119,8 @@ class FlowsElasticsearch(ConfigurableResource):
         return IndexLayout(prefix=self.index_prefix, shards=self.shards, replicas=self.replicas)
 
     @property
-    def retry(self) -> RetryPolicy:
-        return RetryPolicy(max_retries=self.max_retries)
+    def retry(self) -> BulkRetry:
+        return BulkRetry(max_retries=self.max_retries)
 
 
 def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, type]]) -> dict:

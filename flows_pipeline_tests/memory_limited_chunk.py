@@ -4,7 +4,7 @@ hard address-space limit of `headroom` bytes above what the imports already use.
 import resource
 import sys
 
-from flows_pipeline.bulk_sender import RetryPolicy
+from flows_pipeline.bulk_sender import BulkRetry
 from flows_pipeline.chunk_plan import plan_chunks
 from flows_pipeline.es_connection import ConnectionSettings, connect
 from flows_pipeline.flow_indexing import BulkLimits, ChunkTask, chunk_bodies, index_chunk
@@ -25,7 +25,7 @@ def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
         body = b"".join(body.payload for body in chunk_bodies(chunk, limits))
         print(f"built {len(body)} bytes")
     else:
-        result = index_chunk(client, ChunkTask(index, chunk), limits, RetryPolicy())
+        result = index_chunk(client, ChunkTask(index, chunk), limits, BulkRetry())
         print(f"indexed {result.indexed}")
 
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from flows_pipeline.bulk_encoding import BulkBody
-from flows_pipeline.bulk_sender import BulkRejectedError, BulkSender, RetryPolicy
+from flows_pipeline.bulk_sender import BulkRejectedError, BulkRetry, BulkSender
 from flows_pipeline.es_connection import ConnectionSettings, ElasticsearchUnavailableError, check_major, connect
 from flows_pipeline.index_lifecycle import IndexLayout, create_attempt_index, swap_aliases
 from flows_pipeline.partitions import hour_of
@@ -37,7 +37,7 @@ def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
         b'{"index":{"_id":"1"}}\n{"source.ip":"10.0.0.1","surprise":"field"}\n'
         b'{"index":{"_id":"2"}}\n{"source.ip":"not an ip"}\n'
     )
-    tally = BulkSender(es_client, index, 1, RetryPolicy(max_retries=0)).send(BulkBody(0, 3, body))
+    tally = BulkSender(es_client, index, 1, BulkRetry(max_retries=0)).send(BulkBody(0, 3, body))
 
     assert (tally.indexed, tally.failed) == (1, 2)
     assert any("strict_dynamic_mapping_exception" in r for r in tally.reasons)
@@ -48,7 +48,7 @@ def test_resending_a_body_never_duplicates(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-06:00"), "resend00")
     body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(100))
-    sender = BulkSender(es_client, index, 2, RetryPolicy(max_retries=0))
+    sender = BulkSender(es_client, index, 2, BulkRetry(max_retries=0))
     for _ in range(3):
         assert sender.send(BulkBody(0, 100, body)).indexed == 100
     es_client.indices.refresh(index=index)
@@ -68,7 +68,7 @@ def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_dup
     ]
     with FaultProxy(ES_URL, "/_bulk", [429, 503, "drop", 502]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
-        tally = BulkSender(client, index, 2, RetryPolicy(max_retries=5, initial_backoff_s=0.05)).send_all(bodies)
+        tally = BulkSender(client, index, 2, BulkRetry(max_retries=5, initial_backoff_s=0.05)).send_all(bodies)
 
     assert proxy.injected == [429, 503, "drop", 502]
     assert (tally.indexed, tally.failed, tally.retries) == (200, 0, 4)
@@ -83,7 +83,7 @@ def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(
     with FaultProxy(ES_URL, "/_bulk", [429, 429, 429]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
         with pytest.raises(BulkRejectedError, match=f"index {index} .* rows 100-100 after 2 retries: HTTP 429"):
-            BulkSender(client, index, 1, RetryPolicy(max_retries=2, initial_backoff_s=0.01)).send(body)
+            BulkSender(client, index, 1, BulkRetry(max_retries=2, initial_backoff_s=0.01)).send(body)
 
 
 def test_publishing_replaces_earlier_attempts_but_not_a_later_one_still_loading(es_client, index_prefix):
