@@ -235,18 +235,27 @@ def _incident(planned: PlannedRun, data: Dataset, settings: Settings, run_id: st
     command = Command(
         argv, timeout_s=timeout_for(settings, data.rows), address_space_limit_bytes=settings.address_space_limit_bytes
     )
-    return RunSpec(
-        planned.method,
-        data.rows,
-        planned.max_concurrent,
-        run_id,
-        command,
-        index,
-        index,
-        create_index=index,
-        workers=WORKERS_POOL_CHILDREN,
+    return _into_harness_index(
+        planned, data, run_id, command, index,
         notes="ProcessPoolExecutor() default max_workers = os.cpu_count(), fork, helpers.bulk per chunk",
-    )
+        workers=WORKERS_POOL_CHILDREN,
+    )  # fmt: skip
+
+
+def _into_harness_index(
+    planned: PlannedRun,
+    data: Dataset,
+    run_id: str,
+    command: Command,
+    index: str,
+    notes: str,
+    workers: str = WORKERS_ROOT,
+) -> RunSpec:
+    """A method that loads one index the harness creates (same mapping and settings for all), and counts."""
+    return RunSpec(
+        planned.method, data.rows, planned.max_concurrent, run_id, command, index, index,
+        create_index=index, workers=workers, notes=notes,
+    )  # fmt: skip
 
 
 def _client_helper(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
@@ -267,17 +276,8 @@ def _client_helper(planned: PlannedRun, data: Dataset, settings: Settings, run_i
         "--table",
         str(data.table_path),
     ]
-    return RunSpec(
-        planned.method,
-        data.rows,
-        planned.max_concurrent,
-        run_id,
-        Command(argv, timeout_s=timeout_for(settings, data.rows)),
-        index,
-        index,
-        create_index=index,
-        notes=f"chunk_size {settings.client_chunk_size}",
-    )
+    command = Command(argv, timeout_s=timeout_for(settings, data.rows))
+    return _into_harness_index(planned, data, run_id, command, index, notes=f"chunk_size {settings.client_chunk_size}")
 
 
 def _dagster_es(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
@@ -330,14 +330,7 @@ def _ceiling(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str
         "--concurrency",
         str(planned.max_concurrent),
     ]
-    return RunSpec(
-        planned.method,
-        data.rows,
-        planned.max_concurrent,
-        run_id,
-        Command(argv, timeout_s=timeout_for(settings, data.rows)),
-        index,
-        index,
-        create_index=index,
-        notes="the pipeline's own bodies, from disk, N requests in flight",
+    command = Command(argv, timeout_s=timeout_for(settings, data.rows))
+    return _into_harness_index(
+        planned, data, run_id, command, index, notes="the pipeline's own bodies, from disk, N requests in flight"
     )
