@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a FLOWS_* knob for the pipeline's runs (resources.py), e.g. FLOWS_ROW_GROUPS_PER_CHUNK=2; repeatable",
+        help="a FLOWS_* knob for the pipeline's runs (resources.py), e.g. FLOWS_MAX_ROW_GROUPS_PER_CHUNK=2; repeatable",
     )
     parser.add_argument("--mem-limit-gb", type=float, default=8.0, help="tree PSS guard and incident's RLIMIT_AS")
     parser.add_argument("--min-available-gb", type=float, default=4.0, help="kill a run if the machine gets this low")

@@ -31,21 +31,35 @@ class ChunkSpec:
         return f"rows_{self.first_row:09d}_{self.first_row + self.rows:09d}"
 
 
-def plan_chunks(table_path: Path, row_groups_per_chunk: int) -> list[ChunkSpec]:
-    """Consecutive row groups, `row_groups_per_chunk` at a time, covering every row once.
+def plan_chunks(table_path: Path, parallel_steps: int, max_row_groups_per_chunk: int) -> list[ChunkSpec]:
+    """Consecutive, near-equal ranges of row groups covering every row once.
+
+    As many chunks as the run indexes at once (`parallel_steps`), so every step works and they
+    finish together; more, in multiples of `parallel_steps`, only when a chunk would exceed
+    `max_row_groups_per_chunk`, which bounds the work a retried step redoes. A step's memory does
+    not depend on its chunk's length (it streams), but every step costs a process start: the
+    incident's hour in 30 chunks of 4 row groups spent ~25 CPU-s on that (bench/RESULTS.md).
 
     An empty table still gets one (empty) chunk, so the index graph runs the same way for
     an hour without flows and its finalize step verifies an empty index.
     """
-    if row_groups_per_chunk < 1:
-        raise ValueError(f"row_groups_per_chunk must be at least 1, got {row_groups_per_chunk}")
+    if parallel_steps < 1 or max_row_groups_per_chunk < 1:
+        raise ValueError(
+            f"parallel_steps and max_row_groups_per_chunk must be at least 1, "
+            f"got {parallel_steps} and {max_row_groups_per_chunk}"
+        )
     metadata = pq.ParquetFile(table_path).metadata
     group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    if not group_rows:
+        return [ChunkSpec(str(table_path), 0, 0, 0, 0)]
+    waves = -(-len(group_rows) // (parallel_steps * max_row_groups_per_chunk))
+    count = min(len(group_rows), parallel_steps * waves)
     chunks = []
-    first_row = 0
-    for first in range(0, len(group_rows), row_groups_per_chunk):
-        count = min(row_groups_per_chunk, len(group_rows) - first)
-        rows = sum(group_rows[first : first + count])
-        chunks.append(ChunkSpec(str(table_path), first, count, first_row, rows))
+    first_group = first_row = 0
+    for i in range(count):
+        groups = len(group_rows) // count + (1 if i < len(group_rows) % count else 0)
+        rows = sum(group_rows[first_group : first_group + groups])
+        chunks.append(ChunkSpec(str(table_path), first_group, groups, first_row, rows))
+        first_group += groups
         first_row += rows
-    return chunks or [ChunkSpec(str(table_path), 0, 0, 0, 0)]
+    return chunks

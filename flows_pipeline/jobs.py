@@ -19,10 +19,9 @@ from dagster import (
     multiprocess_executor,
 )
 
-from flows_pipeline.assets.flow_index import ES_BULK_TAG
+from flows_pipeline.assets.flow_index import DEFAULT_ES_BULK_STEPS, ES_BULK_TAG
 
 DEFAULT_MAX_CONCURRENT = 4
-DEFAULT_ES_BULK_STEPS = 2
 SCHEDULE_LAG_MINUTES = 15  # late flows of the closed hour arrive in the minutes after it
 
 

@@ -85,11 +85,12 @@ class FlowsElasticsearch(ConfigurableResource):
     bulk_max_docs: int = Field(default=10_000, description="Cap of documents in one bulk request.")
     max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
     max_retries: int = Field(default=8, description="Retries of a bulk body or its 429'd items (backoff with jitter).")
-    row_groups_per_chunk: int = Field(
-        default=4,
+    max_row_groups_per_chunk: int = Field(
+        default=32,
         description=(
-            "Row groups per index_chunk step: 4 x 65,536 rows, so a 1,000,000-flow hour already has the 4 chunks "
-            "that max_concurrent 4 can run at once, and the incident's hour 30."
+            "Most row groups one index_chunk step loads (32 x 65,536 rows, ~30 s of work to redo on a retry). "
+            "An hour gets one chunk per index_chunk step the run executes at once (es_bulk_steps), more only "
+            "beyond this cap."
         ),
     )
     tolerated_item_errors: int = Field(
@@ -145,7 +146,7 @@ def _elasticsearch_fields(environ: Mapping[str, str]) -> dict:
             "ca_certs": ("ES_CA_CERTS", str),
             "index_prefix": ("FLOWS_INDEX_PREFIX", str),
             "replicas": ("FLOWS_INDEX_REPLICAS", int),
-            "row_groups_per_chunk": ("FLOWS_ROW_GROUPS_PER_CHUNK", int),
+            "max_row_groups_per_chunk": ("FLOWS_MAX_ROW_GROUPS_PER_CHUNK", int),
             "bulk_max_bytes": ("FLOWS_BULK_MAX_BYTES", int),
             "bulk_max_docs": ("FLOWS_BULK_MAX_DOCS", int),
             "max_in_flight": ("FLOWS_BULK_IN_FLIGHT", int),

@@ -111,7 +111,7 @@ def make_project(root: Path, index_prefix: str) -> Project:
         # small hours cut into several chunks, so the fan-out really fans out
         "FLOWS_SYNTHETIC_ROWS": "20000",
         "FLOWS_ROW_GROUP_ROWS": "2500",
-        "FLOWS_ROW_GROUPS_PER_CHUNK": "2",
+        "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": "2",
     }
     return Project(home=home, storage=root / "tables", env=env)
 

@@ -16,7 +16,7 @@ def virtual_memory_bytes() -> int:
 
 
 def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
-    chunk = plan_chunks(table, row_groups_per_chunk=10**6)[0]  # the whole hour in one chunk
+    chunk = plan_chunks(table, parallel_steps=1, max_row_groups_per_chunk=10**6)[0]  # the whole hour in one chunk
     client = connect(ConnectionSettings(url=es_url))
     limits = BulkLimits(max_bytes=5 * 2**20, max_docs=10_000, max_in_flight=2)
     limit = virtual_memory_bytes() + headroom

@@ -36,7 +36,7 @@ def test_chunk_step_killed_mid_bulk_is_retried_and_the_index_is_exact(project, e
         **project.env,
         "FLOWS_SYNTHETIC_ROWS": "60000",
         "FLOWS_ROW_GROUP_ROWS": "5000",
-        "FLOWS_ROW_GROUPS_PER_CHUNK": "6",
+        "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": "6",
         "FLOWS_BULK_MAX_DOCS": "300",  # many small requests: the kill lands between two of them
         "FLOWS_BULK_IN_FLIGHT": "1",
     }

@@ -191,7 +191,7 @@ def _pipeline(planned: PlannedRun, data: Dataset, settings: Settings, run_id: st
         "FLOWS_STORAGE_ROOT": str(data.storage_root),
         "FLOWS_INDEX_PREFIX": prefix,
     }
-    env |= settings.pipeline_env  # e.g. FLOWS_ROW_GROUPS_PER_CHUNK, FLOWS_BULK_MAX_BYTES (resources.py)
+    env |= settings.pipeline_env  # e.g. FLOWS_MAX_ROW_GROUPS_PER_CHUNK, FLOWS_BULK_MAX_BYTES (resources.py)
     argv = [
         settings.dagster_cli(settings.python),
         "asset",

@@ -37,7 +37,7 @@ def main() -> None:
     bodies: list[dict] = []
     write_s = 0.0
     clock = Stopwatch()
-    for chunk in plan_chunks(Path(args.table), defaults.row_groups_per_chunk):
+    for chunk in plan_chunks(Path(args.table), 4, defaults.max_row_groups_per_chunk):
         for body in chunk_bodies(chunk, limits):
             started = time.monotonic()
             name = f"body-{len(bodies):06d}.ndjson"

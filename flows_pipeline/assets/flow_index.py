@@ -37,6 +37,7 @@ from flows_pipeline.resources import FlowsElasticsearch, FlowStorage
 # tag_concurrency_limits cap them within a run, the pool caps them across all runs.
 ES_BULK_TAG = "flows/es_bulk"
 ES_BULK_POOL = "flows_es_bulk"
+DEFAULT_ES_BULK_STEPS = 2  # the executor's default `es_bulk_steps` (jobs.py)
 
 DOCUMENTS_MATCH_TABLE = AssetCheckSpec(
     "documents_match_table",
@@ -64,12 +65,20 @@ class IndexVerificationError(RuntimeError):
 def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
     """One descriptor per range of row groups, read from the Parquet footer; and a fresh attempt index."""
     hour = hour_of(context.partition_key)
-    chunks = plan_chunks(storage.table_path("flow_table", hour), es.row_groups_per_chunk)
+    chunks = plan_chunks(
+        storage.table_path("flow_table", hour), _parallel_chunk_steps(context), es.max_row_groups_per_chunk
+    )
     index = create_attempt_index(es.connect(), es.layout, hour, context.run_id)
     rows = sum(c.rows for c in chunks)
     context.log.info(f"{hour.key}: {rows} rows in {len(chunks)} chunks into {index} at {es.safe_url}")
     for chunk in chunks:
         yield DynamicOutput(ChunkTask(index=index, chunk=chunk), mapping_key=chunk.key)
+
+
+def _parallel_chunk_steps(context: OpExecutionContext) -> int:
+    """How many index_chunk steps this run executes at once: the executor's `es_bulk_steps`."""
+    executor = context.run_config.get("execution", {}).get("config", {})
+    return max(1, min(executor.get("es_bulk_steps", DEFAULT_ES_BULK_STEPS), executor.get("max_concurrent", 1 << 30)))
 
 
 # A retried chunk rewrites the same document ids, so retrying a step that died half-way (a killed
