@@ -83,7 +83,7 @@ def assemble_bodies(
     """Bodies of at most `max_bytes` bytes and `max_docs` documents from consecutive encoded
     batches (first row, lines). A body may span batches, so small read batches (little memory)
     still make full-size requests."""
-    pending: list[bytes] = []
+    pending: list[pa.Buffer] = []  # slices of encoded batches, copied once, by the join
     pending_bytes = pending_docs = pending_first = 0
     for first_row, lines in encoded:
         if len(lines) == 0:
@@ -101,7 +101,7 @@ def assemble_bodies(
             if end > start:
                 if not pending_docs:
                     pending_first = first_row + start
-                pending.append(data[offsets[start] : offsets[end]].to_pybytes())
+                pending.append(data[offsets[start] : offsets[end]])
                 pending_bytes += int(offsets[end] - offsets[start])
                 pending_docs += end - start
                 start = end

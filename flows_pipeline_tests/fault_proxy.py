@@ -3,11 +3,14 @@
 Elasticsearch answers 429 when its write queue is full and 503 when a shard is unavailable, but
 neither can be provoked on demand on a healthy single node; this proxy makes the first matching
 requests fail in those ways (or drops the connection), then forwards everything unchanged.
+Item-level throttling is simulated on a forwarded bulk request: "errors" answers `{"errors":true}`
+whatever the node said, "items-429" marks every other item of the node's answer as throttled.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import socketserver
 import threading
 from collections import deque
@@ -26,10 +29,10 @@ class _Handler(socketserver.StreamRequestHandler):
             name, value = line.split(":", 1)
             headers[name.strip()] = value.strip()
         body = self.rfile.read(int(headers.get("Content-Length", "0") or 0))
-        fault = proxy.next_fault(method, path)
+        fault = proxy.next_fault(method, path, body)
         if fault == "drop":
             return  # connection closed without an answer
-        if fault is not None:
+        if isinstance(fault, int):
             payload = b'{"error":{"type":"es_rejected_execution_exception","reason":"injected"},"status":%d}' % fault
             self._answer(fault, {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}, payload)
             return
@@ -38,6 +41,10 @@ class _Handler(socketserver.StreamRequestHandler):
         upstream.request(method, path, body=body, headers=forwarded)
         response = upstream.getresponse()
         answer = response.read()
+        if fault == "errors":
+            answer = b'{"errors":true}'
+        elif fault == "items-429":
+            answer = _throttle_every_other_item(answer)
         kept = {
             k: v
             for k, v in response.getheaders()
@@ -53,22 +60,35 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(b"\r\n" + body)
 
 
+def _throttle_every_other_item(answer: bytes) -> bytes:
+    result = json.loads(answer)
+    for item in result["items"][::2]:
+        outcome = next(iter(item.values()))
+        outcome["status"] = 429
+        outcome["error"] = {"type": "es_rejected_execution_exception", "reason": "injected"}
+    return json.dumps({**result, "errors": True}).encode()
+
+
 class FaultProxy:
-    """`faults`: what the first matching requests get, in order: an HTTP status or "drop"."""
+    """`faults`: what the first matching requests get, in order: an HTTP status, "drop", "errors"
+    or "items-429". `documents` records how many documents each matching request carried."""
 
     def __init__(self, upstream_url: str, path_contains: str, faults: list[int | str]) -> None:
         self.upstream = urlsplit(upstream_url)
         self.path_contains = path_contains
         self._faults = deque(faults)
         self.injected: list[int | str] = []
+        self.documents: list[int] = []
         self._lock = threading.Lock()
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.proxy = self  # type: ignore[attr-defined]
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def next_fault(self, method: str, path: str) -> int | str | None:
+    def next_fault(self, method: str, path: str, body: bytes) -> int | str | None:
         with self._lock:
+            if self.path_contains in path:
+                self.documents.append(body.count(b"\n") // 2)
             if self.path_contains in path and self._faults:
                 fault = self._faults.popleft()
                 self.injected.append(fault)

@@ -76,6 +76,23 @@ def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_dup
     assert es_client.count(index=index)["count"] == 200
 
 
+def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-09:00"), "items429")
+    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(10))
+    # the short answer says some items failed; the resend for outcomes gets 429 for items 0, 2, 4, 6, 8
+    with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429"]) as proxy:
+        client = connect(ConnectionSettings(url=proxy.url))
+        tally = BulkSender(client, index, 1, BulkRetry(max_retries=2, initial_backoff_s=0.01)).send(
+            BulkBody(0, 10, body)
+        )
+
+    assert proxy.documents == [10, 10, 5]  # the body, the body again for outcomes, the 5 throttled alone
+    assert (tally.indexed, tally.failed, tally.retries, tally.requests) == (10, 0, 1, 3)
+    es_client.indices.refresh(index=index)
+    assert es_client.count(index=index)["count"] == 10
+
+
 def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-08:00"), "faults01")
