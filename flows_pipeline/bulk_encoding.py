@@ -70,8 +70,11 @@ def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
     ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
     pieces: list = ['{"index":{"_id":"', ids, '"}}\n{"event.sequence":', ids]
     for i, name in enumerate(batch.schema.names):
-        pieces.append(f',"{name}":')
-        pieces.append(_json_value(batch.column(i)))
+        column = batch.column(i)
+        if pa.types.is_string(column.type) and column.null_count == 0:
+            pieces += [f',"{name}":"', column, '"']  # quoted in the row's join, not in a join of its own
+        else:
+            pieces += [f',"{name}":', _json_value(column)]
     pieces.append("}\n")
     joined = pc.binary_join_element_wise(*pieces, "")
     return pc.cast(joined, pa.large_string())
