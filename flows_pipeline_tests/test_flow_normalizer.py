@@ -1,7 +1,11 @@
+import ipaddress
+
 import orjson
 import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flows_pipeline.flow_normalizer import normalize
+from flows_pipeline.flow_normalizer import _valid_ip, normalize
 from flows_pipeline.partitions import hour_of
 from flows_pipeline.raw_flow_schema import RAW_FLOW_SCHEMA
 
@@ -79,3 +83,28 @@ def test_sampled_counters_are_scaled_and_portless_protocols_have_no_ports():
     assert (flow["network.bytes"], flow["network.packets"]) == (150_000, 300)
     assert (flow["source.port"], flow["destination.port"], flow["netflow.tcp_control_bits"]) == (None, None, None)
     assert flow["network.transport"] == "icmp"
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return "%" not in text  # scoped addresses (fe80::1%eth0) are not flow endpoints
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789abcdefABCDEF:.", max_size=41),
+            st.ip_addresses(v=6).map(str),
+            st.ip_addresses(v=6).map(lambda address: address.exploded),
+            st.ip_addresses(v=4).map(lambda address: f"::ffff:{address}"),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_ip_validation_agrees_with_python_ipaddress(texts):
+    assert _valid_ip(pa.array(texts)).to_pylist() == [_is_address(text) for text in texts]
