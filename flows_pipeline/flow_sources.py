@@ -18,19 +18,14 @@ import pyarrow as pa
 
 from flows_pipeline.flow_files import NoFlowFilesError, files_for_hour
 from flows_pipeline.flow_normalizer import QUARANTINE_SCHEMA
+from flows_pipeline.nfcapd_records import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.partitions import Hour
 from flows_pipeline.raw_flow_schema import RAW_FLOW_SCHEMA
-from flows_pipeline.received_records import BadFlowFileError, Received, csv_records, goflow2_records, nfcapd_records
+from flows_pipeline.received_records import BadFlowFileError, Received, csv_records, goflow2_records
 from flows_pipeline.synthetic import synthetic_batches
 
 log = logging.getLogger(__name__)
 
-FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path], Iterator[Received]]]] = {
-    "nfcapd": (("",), nfcapd_records),
-    "goflow2": ((".json", ".jsonl"), goflow2_records),
-    "csv": ((".csv",), csv_records),
-}
-SOURCE_KINDS = ("synthetic", *FILE_FORMATS)
 # Records parsed in Python are held as objects until they become a batch (~1 KB each), so
 # file sources hand over small batches; the table writer still makes full row groups of them.
 RECEIVED_BATCH_ROWS = 8_192
@@ -60,11 +55,38 @@ class ReceivedBatch:
     rejected: pa.RecordBatch  # QUARANTINE_SCHEMA: records that could not even be read as flows
 
 
+_NO_REJECTS = pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
+
+
+def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
+    """Blocks of nfdump's output that Arrow reads whole, as they are; any other block record by record."""
+    source, number = str(path), 1
+    for texts in nfcapd_record_blocks(path):
+        raw = nfdump_batch(texts, source, number)
+        if raw is None:
+            received = (nfdump_received(source, number + i, text) for i, text in enumerate(texts))
+            yield from _batches(received, batch_rows)
+        else:
+            yield ReceivedBatch(raw, _NO_REJECTS)
+        number += len(texts)
+
+
+def _line_batches(reader: Callable[[Path], Iterator[Received]]) -> Callable[[Path, int], Iterator[ReceivedBatch]]:
+    return lambda path, batch_rows: _batches(reader(path), batch_rows)
+
+
+FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, int], Iterator[ReceivedBatch]]]] = {
+    "nfcapd": (("",), _nfcapd_batches),
+    "goflow2": ((".json", ".jsonl"), _line_batches(goflow2_records)),
+    "csv": ((".csv",), _line_batches(csv_records)),
+}
+SOURCE_KINDS = ("synthetic", *FILE_FORMATS)
+
+
 def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_rows: int) -> Iterator[ReceivedBatch]:
     if settings.kind == "synthetic":
-        empty = pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
         for batch in synthetic_batches(hour, settings.synthetic_rows, batch_rows):
-            yield ReceivedBatch(batch, empty)
+            yield ReceivedBatch(batch, _NO_REJECTS)
         return
     if settings.kind not in FILE_FORMATS:
         raise ValueError(f"unknown flow source kind {settings.kind!r}; one of {SOURCE_KINDS}")
@@ -82,7 +104,7 @@ def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_
     for flow_file in files:
         yielded = False
         try:
-            for batch in _batches(reader(flow_file.path), min(batch_rows, RECEIVED_BATCH_ROWS)):
+            for batch in reader(flow_file.path, min(batch_rows, RECEIVED_BATCH_ROWS)):
                 yielded = True
                 yield batch
         except BadFlowFileError as bad:

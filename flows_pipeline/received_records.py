@@ -1,8 +1,8 @@
 """Records as collectors deliver them -> rows of the raw flow schema, or a reason to reject them.
 
-Three formats, each read as a stream (a bounded line or record at a time, never a whole file):
-GoFlow2 JSON lines, CSV with the raw schema's column names as header, and nfcapd files exported
-by `nfdump -o json` over a pipe. Every record yields exactly one `Received`: a row, or a reason
+Formats read as a stream (a bounded line at a time, never a whole file): GoFlow2 JSON lines and
+CSV with the raw schema's column names as header; nfcapd files are read in nfcapd_records.py.
+Every record yields exactly one `Received`: a row, or a reason
 and the text as received, so nothing read is ever dropped without a trace.
 """
 
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import re
-import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -200,87 +196,3 @@ def csv_records(path: Path) -> Iterator[Received]:
                 yield Received(source, number, None, f"expected {len(header)} columns, found {len(values)}", text)
                 continue
             yield _received(source, number, dict(zip(header, values, strict=True)), text)
-
-
-def _nfdump_time_ns(value: object) -> int | None:
-    """nfdump's JSON times are UTC (TZ=UTC) with milliseconds: 2021-10-28T03:00:10.123"""
-    if not isinstance(value, str):
-        return None
-    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)  # C parser: ~20x strptime's speed
-    return round(moment.timestamp() * 1000) * 1_000_000
-
-
-def _from_nfdump(record: dict) -> dict:
-    """An nfdump JSON flow record with the raw schema's (GoFlow2) field names."""
-    return {
-        "time_flow_start_ns": _nfdump_time_ns(record.get("first")),
-        "time_flow_end_ns": _nfdump_time_ns(record.get("last")),
-        "src_addr": record.get("src4_addr") or record.get("src6_addr"),
-        "dst_addr": record.get("dst4_addr") or record.get("dst6_addr"),
-        "src_port": record.get("src_port"),
-        "dst_port": record.get("dst_port"),
-        "proto": record.get("proto"),
-        "bytes": record.get("in_bytes"),
-        "packets": record.get("in_packets"),
-        "tcp_flags": record.get("tcp_flags"),
-        "sampler_address": record.get("ip4_router") or record.get("ip6_router"),
-        "in_if": record.get("input_snmp"),
-        "out_if": record.get("output_snmp"),
-    }
-
-
-def nfdump_env() -> dict[str, str]:
-    # TZ=UTC: nfdump prints times in local time, and is several times faster without a zone to apply
-    return {**os.environ, "TZ": "UTC"}
-
-
-def nfcapd_flow_count(path: Path) -> int:
-    """What the file's own statistics record says it holds (`nfdump -I`)."""
-    done = subprocess.run(["nfdump", "-r", str(path), "-I"], env=nfdump_env(), capture_output=True, text=True)
-    match = re.search(r"^Flows: (\d+)$", done.stdout, re.MULTILINE)
-    if done.returncode or "error" in done.stderr.lower() or not match:
-        raise BadFlowFileError(path, f"nfdump -I: {(done.stderr or done.stdout).strip()[:500]}")
-    return int(match.group(1))
-
-
-def nfcapd_records(path: Path) -> Iterator[Received]:
-    """An nfcapd file's flows through `nfdump -o json` on a pipe, one record in memory at a time.
-
-    nfdump exits 0 even for a truncated or corrupt file (it prints "No matching flows" and an
-    error on stderr), so the file is checked twice: nothing on stderr, and as many flows read as
-    its statistics record announces.
-    """
-    expected = nfcapd_flow_count(path)
-    source = str(path)
-    with tempfile.TemporaryFile("w+") as errors:
-        nfdump = subprocess.Popen(
-            ["nfdump", "-r", source, "-o", "json"], env=nfdump_env(), stdout=subprocess.PIPE, stderr=errors
-        )
-        assert nfdump.stdout is not None
-        number = 0
-        pending = b""
-        # records are pretty-printed over many lines and end with a line "}" (then "," or "]"):
-        # split on that instead of looking at every line
-        for block in iter(lambda: nfdump.stdout.read(1 << 20), b""):
-            *records, pending = (pending + block).split(b"\n}")
-            for record in records:
-                start = record.find(b"{")
-                if start >= 0:
-                    number += 1
-                    yield _nfdump_received(source, number, record[start:] + b"}")
-        status = nfdump.wait()
-        errors.seek(0)
-        problem = errors.read().strip()
-    if status or problem:
-        raise BadFlowFileError(path, f"nfdump exited {status}: {problem[:500]}")
-    if number != expected:
-        raise BadFlowFileError(path, f"read {number} flows, but the file's statistics say {expected}")
-
-
-def _nfdump_received(source: str, number: int, text: bytes) -> Received:
-    try:
-        record = orjson.loads(text)
-        row = coerce(_from_nfdump(record))
-    except (orjson.JSONDecodeError, ValueError, _Rejected) as err:
-        return Received(source, number, None, f"unusable nfdump record: {err}", _text(text))
-    return Received(source, number, row)

@@ -7,9 +7,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from dagster import DagsterEventType
 
+from flows_pipeline.flow_sources import _batches
+from flows_pipeline.nfcapd_records import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.partitions import hour_of
 from flows_pipeline_tests.pcap_writer import Packet, write_pcap
 
@@ -182,3 +186,39 @@ def test_an_hour_without_files_fails_clearly_or_indexes_empty_when_configured(pr
     assert empty.returncode == 0, empty.stdout[-3000:]
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-09:00').label}"
     assert es_client.count(index=alias)["count"] == 0
+
+
+def _python_path(texts: list[bytes], source: str) -> pa.RecordBatch:
+    batches = list(_batches((nfdump_received(source, 1 + i, text) for i, text in enumerate(texts)), 10**6))
+    assert len(batches) == 1 and batches[0].rejected.num_rows == 0
+    return batches[0].raw
+
+
+def test_arrow_reads_nfdump_blocks_exactly_as_the_record_by_record_path(nfcapd_root):
+    blocks = [(path, texts) for path in sorted(nfcapd_root.rglob("nfcapd.2*")) for texts in nfcapd_record_blocks(path)]
+    assert sum(len(texts) for _, texts in blocks) > 40
+    for path, texts in blocks:
+        fast = nfdump_batch(texts, str(path), 1)
+        assert fast is not None, f"nfdump's own output of {path} left the fast path"
+        assert fast.equals(_python_path(texts, str(path)))
+    assert any(pc.max(nfdump_batch(texts, "f", 1).column("tcp_flags")).as_py() for _, texts in blocks)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("src_port", "3000000000", "src_port out of range"),  # beyond int32
+        ("first", '"yesterday"', "Invalid isoformat"),
+        ("src4_addr", '""', None),  # empty: the Python path reads the IPv6 field instead
+        ("proto", '"tcp"', None),  # a protocol name: the Python path maps it
+        ("in_bytes", "1.5", "non-integer bytes"),
+    ],
+)
+def test_a_block_with_an_odd_record_is_read_record_by_record(nfcapd_root, field, value, reason):
+    path = sorted(nfcapd_root.rglob("nfcapd.2*"))[0]
+    texts = next(nfcapd_record_blocks(path))
+    odd = re.sub(rb'"%s" : [^,\n]*' % field.encode(), b'"%s" : %s' % (field.encode(), value.encode()), texts[1])
+    assert odd != texts[1]
+    assert nfdump_batch([texts[0], odd, *texts[2:]], str(path), 1) is None
+    received = nfdump_received(str(path), 2, odd)
+    assert (received.reason is None) if reason is None else (reason in received.reason)
