@@ -61,6 +61,10 @@ class BulkRetry:
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
 
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+
     def delay(self, attempt: int) -> float:
         """Exponential backoff with full jitter, so throttled senders do not retry in step."""
         return random.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
@@ -118,13 +122,15 @@ class BulkSender:
             if outcomes == ANY_ERRORS:
                 # Some items failed, but the short answer does not say which: send the same body
                 # again (not a retry), asking for every item's outcome. Safe, as ids are fixed:
-                # documents indexed the first time replace themselves.
+                # documents indexed the first time replace themselves. After a short jittered
+                # wait: if the items were throttled (429), the node's write queue is full.
                 outcomes = ITEM_OUTCOMES
+                time.sleep(self._retry.delay(0))
                 continue
             payload, docs = self._settle_items(response["items"], payload, tally)
             if docs == 0:
                 return tally
-            if retries == self._retry.max_retries:
+            if retries >= self._retry.max_retries:
                 raise BulkRejectedError(self._describe(body, f"{docs} documents still throttled (429) after retries"))
             retries = self._back_off(retries, tally)
 

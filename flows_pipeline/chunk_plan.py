@@ -35,8 +35,9 @@ def plan_chunks(table_path: Path, parallel_steps: int, max_row_groups_per_chunk:
     """Consecutive, near-equal ranges of row groups covering every row once.
 
     As many chunks as the run indexes at once (`parallel_steps`), so every step works and they
-    finish together; more, in multiples of `parallel_steps`, only when a chunk would exceed
-    `max_row_groups_per_chunk`, which bounds the work a retried step redoes. A step's memory does
+    finish together; more, in multiples of `parallel_steps` (or one per row group, if fewer),
+    only when a chunk would exceed `max_row_groups_per_chunk`, which bounds the work a retried
+    step redoes. A step's memory does
     not depend on its chunk's length (it streams), but every step costs a process start: the
     incident's hour in 30 chunks of 4 row groups spent ~25 CPU-s on that (bench/RESULTS.md).
 

@@ -1,7 +1,8 @@
 """Loading one chunk of an hour's flow table into its attempt index, batch by batch.
 
-The step's memory is one read batch, its encoded lines, and `max_in_flight` bodies: bounded by
-configuration, never by the hour (the incident built the whole hour's body in one process).
+The step's memory is one read batch, its encoded lines (a body being assembled holds slices of
+the few batches it spans), and `max_in_flight` bodies: bounded by configuration, never by the
+hour (the incident built the whole hour's body in one process).
 """
 
 from __future__ import annotations

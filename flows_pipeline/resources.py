@@ -8,6 +8,7 @@ metadata (`safe_url`).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -161,6 +162,12 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
     Values are passed as `EnvVar`, so Dagster reads them when a step starts and the UI shows
     the variable's name rather than a password.
     """
+    if environ.get("FLOWS_ROW_GROUPS_PER_CHUNK"):
+        warnings.warn(
+            "FLOWS_ROW_GROUPS_PER_CHUNK is no longer read: an hour now gets one chunk per index_chunk step the "
+            "run executes at once (es_bulk_steps), each at most FLOWS_MAX_ROW_GROUPS_PER_CHUNK row groups",
+            stacklevel=2,
+        )
     return {
         "storage": FlowStorage(
             **_from_env(environ, {"root": ("FLOWS_STORAGE_ROOT", str), "row_group_rows": ("FLOWS_ROW_GROUP_ROWS", int)})

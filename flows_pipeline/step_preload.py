@@ -9,6 +9,7 @@ out of every step: start-up is shorter and the memory is shared (bench/RESULTS.m
 """
 
 import importlib
+import logging
 import os
 import tempfile
 
@@ -57,4 +58,7 @@ def _import_instance_storage() -> None:
 
 
 _warm_up()
-_import_instance_storage()
+try:
+    _import_instance_storage()
+except Exception:  # only a speed-up: a forkserver that fails to preload takes every step down with it
+    logging.getLogger(__name__).warning("could not preload the instance's storage classes", exc_info=True)

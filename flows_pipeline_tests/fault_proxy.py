@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socketserver
 import threading
 from collections import deque
@@ -71,14 +72,14 @@ def _throttle_every_other_item(answer: bytes) -> bytes:
 
 class FaultProxy:
     """`faults`: what the first matching requests get, in order: an HTTP status, "drop", "errors"
-    or "items-429". `documents` records how many documents each matching request carried."""
+    or "items-429". `ids` records the document ids each matching request carried."""
 
     def __init__(self, upstream_url: str, path_contains: str, faults: list[int | str]) -> None:
         self.upstream = urlsplit(upstream_url)
         self.path_contains = path_contains
         self._faults = deque(faults)
         self.injected: list[int | str] = []
-        self.documents: list[int] = []
+        self.ids: list[list[str]] = []
         self._lock = threading.Lock()
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -88,7 +89,7 @@ class FaultProxy:
     def next_fault(self, method: str, path: str, body: bytes) -> int | str | None:
         with self._lock:
             if self.path_contains in path:
-                self.documents.append(body.count(b"\n") // 2)
+                self.ids.append([i.decode() for i in re.findall(rb'"_id":"([^"]*)"', body)])
             if self.path_contains in path and self._faults:
                 fault = self._faults.popleft()
                 self.injected.append(fault)

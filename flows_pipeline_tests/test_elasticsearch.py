@@ -87,10 +87,23 @@ def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
             BulkBody(0, 10, body)
         )
 
-    assert proxy.documents == [10, 10, 5]  # the body, the body again for outcomes, the 5 throttled alone
+    every = [str(i) for i in range(10)]
+    assert proxy.ids == [every, every, ["0", "2", "4", "6", "8"]]  # the body, again for outcomes, the throttled
     assert (tally.indexed, tally.failed, tally.retries, tally.requests) == (10, 0, 1, 3)
     es_client.indices.refresh(index=index)
     assert es_client.count(index=index)["count"] == 10
+
+
+def test_items_still_throttled_after_the_retries_fail_the_body(es_client, index_prefix):
+    layout = IndexLayout(prefix=index_prefix)
+    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-10:00"), "items430")
+    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(4))
+    with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429", "items-429"]) as proxy:
+        client = connect(ConnectionSettings(url=proxy.url))
+        sender = BulkSender(client, index, 1, BulkRetry(max_retries=1, initial_backoff_s=0.01))
+        with pytest.raises(BulkRejectedError, match=r"rows 0-3 after 1 retries: 1 documents still throttled"):
+            sender.send(BulkBody(0, 4, body))
+    assert proxy.ids[2:] == [["0", "2"]]  # one retry of the throttled, of which "0" is throttled again
 
 
 def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(es_client, index_prefix):

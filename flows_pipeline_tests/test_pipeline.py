@@ -132,3 +132,21 @@ def test_unknown_partition_is_refused_by_the_cli(project):
     done = project.materialize("2021-10-28-03:30")
     assert done.returncode != 0
     assert "2021-10-28-03:30" in done.stdout + done.stderr
+
+
+def test_an_hour_gets_one_chunk_per_chunk_step_the_run_executes_at_once(project, es_client):
+    config = {"execution": {"config": {"max_concurrent": 4, "es_bulk_steps": 3}}}
+    done = project.materialize(
+        "2021-10-28-08:00", config_json=json.dumps(config), extra_env={"FLOWS_MAX_ROW_GROUPS_PER_CHUNK": "32"}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    steps = project.step_intervals(project.latest_run_id())
+    # 8 row groups of 2,500 rows, 3 steps at once: chunks of 3, 3 and 2 row groups
+    chunk_keys = sorted(k for k in steps if k.startswith("flow_index.index_chunk["))
+    assert chunk_keys == [
+        "flow_index.index_chunk[rows_000000000_000007500]",
+        "flow_index.index_chunk[rows_000007500_000015000]",
+        "flow_index.index_chunk[rows_000015000_000020000]",
+    ]
+    assert es_client.count(index=hour_alias(project, "2021-10-28-08:00"))["count"] == 20_000

@@ -76,9 +76,13 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 
 
 def _parallel_chunk_steps(context: OpExecutionContext) -> int:
-    """How many index_chunk steps this run executes at once: the executor's `es_bulk_steps`."""
+    """How many index_chunk steps this run executes at once: the executor's `es_bulk_steps` (jobs.py),
+    as the run's config sets it (schedules, backfills and the UI set none: the executor's default).
+    The instance's `flows_es_bulk` pool may let fewer run at once when several runs are in progress."""
     executor = context.run_config.get("execution", {}).get("config", {})
-    return max(1, min(executor.get("es_bulk_steps", DEFAULT_ES_BULK_STEPS), executor.get("max_concurrent", 1 << 30)))
+    steps = executor.get("es_bulk_steps", DEFAULT_ES_BULK_STEPS)
+    most = executor.get("max_concurrent", 0)  # 0: Dagster's "as many as CPUs"
+    return max(1, min(steps, most) if most > 0 else steps)
 
 
 # A retried chunk rewrites the same document ids, so retrying a step that died half-way (a killed
