@@ -71,7 +71,7 @@ bench-setup: $(VENV)/.bench-installed $(BENCH_DES_VENV)/.installed
 
 # 200,000, 1,000,000 and 7,850,484 rows: hours of machine time (see bench/RESULTS.md).
 bench: bench-setup
-	$(BIN)/python bench/run.py --rows 200000,1000000,7850484
+	$(BIN)/python bench/run.py --rows 200000,1000000,7850484 --nfcapd-flows 1000000
 
 bench-quick: bench-setup
 	$(BIN)/python bench/run.py --rows 200000
