@@ -545,7 +545,7 @@ OBSERVATIONS = """\
   the alias swap). At 7,850,484 rows that is ~5% of the run; at 1,000,000 rows, a third (see *docs/s (load)*).
 - **Client CPU**: at 7,850,484 rows (N=4) the pipeline's whole tree used ~23 CPU-s (2.9 s per 1M
   documents): 4 chunk steps of ~4.2 s each (read, encode, send), the CLI ~3.7 s, the forkserver ~1.4 s. The
-  same hour in 30 chunk steps, before the plan made one chunk per parallel step, took 62 CPU-s.
+  same hour took 62 CPU-s in the previous committed run (30 chunk steps, and the earlier code listed above).
 - **Memory**: the chunk steps' growth over their idle baseline did not grow with their chunk's length (~90 MB
   for 250,000-row and 1,960,000-row chunks alike) since Arrow's reader is asked for one row group at a time;
   given all of a chunk's row groups it pre-buffered them (81 MB of Arrow memory for 30 row groups).
