@@ -38,8 +38,8 @@ def plan_chunks(table_path: Path, parallel_steps: int, max_row_groups_per_chunk:
     finish together; more, in multiples of `parallel_steps` (or one per row group, if fewer),
     only when a chunk would exceed `max_row_groups_per_chunk`, which bounds the work a retried
     step redoes. A step's memory does not depend on its chunk's length (it streams), but every
-    step is a process start and Dagster's step set-up: ~0.25 CPU-s each, measured with the forkserver
-    preloading (bench/RESULTS.md), taken from the cores Elasticsearch needs.
+    step is a process start and Dagster's step set-up: ~0.25 CPU-s each (a step's CPU less the
+    same rows indexed in one process), taken from the cores Elasticsearch needs.
 
     An empty table still gets one (empty) chunk, so the index graph runs the same way for
     an hour without flows and its finalize step verifies an empty index.
