@@ -556,6 +556,12 @@ OBSERVATIONS = """\
   runs did, it cost the harness ~21 CPU-s in a 130 s pipeline run against ~4 s for the ceiling's one process,
   on the cores the method and the node share. This run reads RSS every ~150 ms and PSS at most once a second
   per process (the tree's PSS sums the latest readings, so a peak can be missed by up to a second of growth).
+- **Explicit ids against ids Elasticsearch generates** (`bench/ids.py --rows 1000000 --rounds 3`, after this
+  run, `results/ids.json`): the ceiling's replay of the same 1M-document bodies, as they are and with the ids
+  stripped from the action lines, alternating on the same node after a warm-up replay: 92,693-100,306 docs/s
+  with the row-number ids, 103,102-105,828 with generated ones, **0.95×** best against best. That ~5% of the
+  node's throughput is what duplicate-free retries cost: with generated ids a resent request or chunk would
+  add its documents again.
 - **The ceiling** replays the pipeline's bodies asking only whether any item failed (`filter_path=errors`),
   as the pipeline's first try does; in the previous runs both asked for every item's status.
 - **nfcapd path**: this run measured the record-by-record Python reader (~87,000 records/s for raw_flows,
