@@ -13,6 +13,12 @@ from flows_pipeline_tests.conftest import ES_URL
 from flows_pipeline_tests.fault_proxy import FaultProxy
 
 
+def numbered_body(first: int, count: int) -> BulkBody:
+    """Documents with ids first..first+count-1, each holding its id as network.bytes."""
+    ids = range(first, first + count)
+    return BulkBody(first, count, b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in ids))
+
+
 def test_unreachable_cluster_fails_within_seconds_naming_the_url_and_the_fix():
     started = time.monotonic()
     with pytest.raises(ElasticsearchUnavailableError) as failure:
@@ -47,10 +53,10 @@ def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
 def test_resending_a_body_never_duplicates(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-06:00"), "resend00")
-    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(100))
+    body = numbered_body(0, 100)
     sender = BulkSender(es_client, index, 2, BulkRetry(max_retries=0))
     for _ in range(3):
-        assert sender.send(BulkBody(0, 100, body)).indexed == 100
+        assert sender.send(body).indexed == 100
     es_client.indices.refresh(index=index)
     assert es_client.count(index=index)["count"] == 100
 
@@ -58,14 +64,7 @@ def test_resending_a_body_never_duplicates(es_client, index_prefix):
 def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_duplicates(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-07:00"), "faults00")
-    bodies = [
-        BulkBody(
-            start,
-            50,
-            b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(start, start + 50)),
-        )
-        for start in range(0, 200, 50)
-    ]
+    bodies = [numbered_body(start, 50) for start in range(0, 200, 50)]
     with FaultProxy(ES_URL, "/_bulk", [429, 503, "drop", 502]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
         tally = BulkSender(client, index, 2, BulkRetry(max_retries=5, initial_backoff_s=0.05)).send_all(bodies)
@@ -79,12 +78,11 @@ def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_dup
 def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-09:00"), "items429")
-    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(10))
     # the short answer says some items failed; the resend for outcomes gets 429 for items 0, 2, 4, 6, 8
     with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429"]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
         tally = BulkSender(client, index, 1, BulkRetry(max_retries=2, initial_backoff_s=0.01)).send(
-            BulkBody(0, 10, body)
+            numbered_body(0, 10)
         )
 
     every = [str(i) for i in range(10)]
@@ -97,19 +95,18 @@ def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
 def test_items_still_throttled_after_the_retries_fail_the_body(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-10:00"), "items430")
-    body = b"".join(b'{"index":{"_id":"%d"}}\n{"network.bytes":%d}\n' % (i, i) for i in range(4))
     with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429", "items-429"]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
         sender = BulkSender(client, index, 1, BulkRetry(max_retries=1, initial_backoff_s=0.01))
         with pytest.raises(BulkRejectedError, match=r"rows 0-3 after 1 retries: 1 documents still throttled"):
-            sender.send(BulkBody(0, 4, body))
+            sender.send(numbered_body(0, 4))
     assert proxy.ids[2:] == [["0", "2"]]  # one retry of the throttled, of which "0" is throttled again
 
 
 def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(es_client, index_prefix):
     layout = IndexLayout(prefix=index_prefix)
     index = create_attempt_index(es_client, layout, hour_of("2021-10-28-08:00"), "faults01")
-    body = BulkBody(100, 1, b'{"index":{"_id":"100"}}\n{"network.bytes":1}\n')
+    body = numbered_body(100, 1)
     with FaultProxy(ES_URL, "/_bulk", [429, 429, 429]) as proxy:
         client = connect(ConnectionSettings(url=proxy.url))
         with pytest.raises(BulkRejectedError, match=f"index {index} .* rows 100-100 after 2 retries: HTTP 429"):
