@@ -9,6 +9,7 @@ flows a second, a third of the time nfdump itself needs to print them (bench/RES
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -132,7 +133,7 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             pc.cast(col("proto"), pa.int32()),
             col("in_bytes"),
             col("in_packets"),
-            _sum(bits),
+            functools.reduce(pc.add, bits),
             pc.coalesce(col("ip4_router"), col("ip6_router")),
             pa.nulls(n, pa.int64()),  # nfdump's JSON has no sampling rate
             pc.cast(col("input_snmp"), pa.int32()),
@@ -147,13 +148,6 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
 def _all(checks: pa.Array) -> bool:
     """True when no non-null value fails (nulls are the Python path's None as well)."""
     return pc.all(checks).as_py() in (True, None)
-
-
-def _sum(arrays: list[pa.Array]) -> pa.Array:
-    total = arrays[0]
-    for array in arrays[1:]:
-        total = pc.add(total, array)
-    return total
 
 
 def _time_ns(text: pa.Array) -> pa.Array:
