@@ -4,7 +4,7 @@ nfdump prints each flow as a pretty-printed JSON object. A block of its output (
 1,700 flows) is parsed by Arrow's JSON reader in one call and checked column by column; a block
 that any check fails is parsed again record by record in Python, so a bad record still gets its
 own reason and number in the quarantine, exactly as before. The Python path alone read ~87,000
-flows a second, a third of the time nfdump itself needs to print them (bench/RESULTS.md).
+flows a second, 13x slower than nfdump prints them; with Arrow, ~190,000 (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from flows_pipeline.raw_flow_schema import RAW_FLOW_SCHEMA
-from flows_pipeline.received_records import BadFlowFileError, Received, _Rejected, _text, coerce
+from flows_pipeline.received_records import BadFlowFileError, Received, RejectedRecord, coerce, kept_text
 
 READ_BYTES = 1 << 20
 # the fields the raw schema takes from nfdump's JSON, typed as nfdump writes them
@@ -160,8 +160,8 @@ def nfdump_received(source: str, number: int, text: bytes) -> Received:
     try:
         record = orjson.loads(text)
         row = coerce(_from_nfdump(record))
-    except (orjson.JSONDecodeError, ValueError, _Rejected) as err:
-        return Received(source, number, None, f"unusable nfdump record: {err}", _text(text))
+    except (orjson.JSONDecodeError, ValueError, RejectedRecord) as err:
+        return Received(source, number, None, f"unusable nfdump record: {err}", kept_text(text))
     return Received(source, number, row)
 
 

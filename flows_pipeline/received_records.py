@@ -58,7 +58,7 @@ class Received:
     raw_text: str = ""  # the record as received, kept for the quarantine
 
 
-class _Rejected(ValueError):
+class RejectedRecord(ValueError):
     pass
 
 
@@ -66,26 +66,26 @@ def _as_int(field: str, value: object) -> int | None:
     if type(value) is int:  # the common case first: a JSON number (bool is a subclass, not int itself)
         low, high = _INT32 if field in _INT32_FIELDS else _INT64
         if not low <= value <= high:
-            raise _Rejected(f"{field} out of range")
+            raise RejectedRecord(f"{field} out of range")
         return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise _Rejected(f"non-numeric {field}")
+        raise RejectedRecord(f"non-numeric {field}")
     if isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
-            raise _Rejected(f"non-integer {field}")
+            raise RejectedRecord(f"non-integer {field}")
         value = int(value)
     elif isinstance(value, str):
         text = value.strip()
         if not re.fullmatch(r"[+-]?\d{1,20}", text):
-            raise _Rejected(f"non-numeric {field}")
+            raise RejectedRecord(f"non-numeric {field}")
         value = int(text)
     elif not isinstance(value, int):
-        raise _Rejected(f"non-numeric {field}")
+        raise RejectedRecord(f"non-numeric {field}")
     low, high = _INT32 if field in _INT32_FIELDS else _INT64
     if not low <= value <= high:
-        raise _Rejected(f"{field} out of range")
+        raise RejectedRecord(f"{field} out of range")
     return value
 
 
@@ -93,7 +93,7 @@ def _as_address(field: str, value: object) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 45:
-        raise _Rejected(f"invalid {field}")
+        raise RejectedRecord(f"invalid {field}")
     return value.strip()
 
 
@@ -111,7 +111,7 @@ def _tcp_flags(value: object) -> object:
 
 
 def coerce(record: Mapping[str, object]) -> dict:
-    """A raw-schema row from a record with GoFlow2 field names; raises _Rejected with the reason."""
+    """A raw-schema row from a record with GoFlow2 field names; raises RejectedRecord with the reason."""
     row: dict = {}
     for field in INT_FIELDS:
         value = record.get(field)
@@ -130,7 +130,7 @@ def _received(source: str, number: int, record: object, text: str) -> Received:
         return Received(source, number, None, "not a JSON object", text)
     try:
         return Received(source, number, coerce(record))
-    except _Rejected as rejected:
+    except RejectedRecord as rejected:
         return Received(source, number, None, str(rejected), text)
 
 
@@ -150,7 +150,7 @@ def _bounded_lines(stream: BinaryIO) -> Iterator[tuple[bytes, bool]]:
             yield line, True
 
 
-def _text(raw: bytes) -> str:
+def kept_text(raw: bytes) -> str:
     return raw[:KEPT_RAW_CHARS].decode("utf-8", errors="replace").rstrip("\r\n")
 
 
@@ -160,16 +160,16 @@ def goflow2_records(path: Path) -> Iterator[Received]:
     with open(path, "rb") as stream:
         for number, (line, whole) in enumerate(_bounded_lines(stream), start=1):
             if not whole:
-                yield Received(source, number, None, f"line longer than {MAX_LINE_BYTES} bytes", _text(line))
+                yield Received(source, number, None, f"line longer than {MAX_LINE_BYTES} bytes", kept_text(line))
             elif not line.strip():
                 yield Received(source, number, None, "empty line", "")
             else:
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError as err:
-                    yield Received(source, number, None, f"unparseable JSON: {err.msg}", _text(line))
+                    yield Received(source, number, None, f"unparseable JSON: {err.msg}", kept_text(line))
                     continue
-                yield _received(source, number, record, _text(line))
+                yield _received(source, number, record, kept_text(line))
 
 
 def csv_records(path: Path) -> Iterator[Received]:
@@ -184,7 +184,7 @@ def csv_records(path: Path) -> Iterator[Received]:
         if missing:
             raise BadFlowFileError(path, f"CSV header lacks the columns {missing} (see the README for the header)")
         for number, (line, whole) in enumerate(lines, start=2):
-            text = _text(line)
+            text = kept_text(line)
             if not whole:
                 yield Received(source, number, None, f"line longer than {MAX_LINE_BYTES} bytes", text)
                 continue
