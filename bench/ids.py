@@ -48,7 +48,7 @@ def replay(url: str, index: str, bodies: Path, concurrency: int) -> float:
     started = time.monotonic()
     command = [sys.executable, str(BENCH / "methods" / "ceiling.py"), "--url", url, "--index", index]
     subprocess.run(
-        command + ["--bodies", str(bodies), "--concurrency", str(concurrency)], check=True, capture_output=True
+        [*command, "--bodies", str(bodies), "--concurrency", str(concurrency)], check=True, capture_output=True
     )
     return time.monotonic() - started
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
+import matplotlib.pyplot as plt
 
 BENCH = Path(__file__).resolve().parent
 PIPELINE, CEILING, PARALLEL_BULK = "flows_pipeline", "ceiling", "parallel_bulk"
@@ -728,7 +728,8 @@ tree, nor Elasticsearch, nor the harness: other work on the shared machine; a hi
 
 *Idle baseline* of a step process = its RSS at the harness's first sample of it (psutil, every ~150 ms), i.e.
 just after the forkserver forked it: that RSS already counts the ~170 MB of imports the forkserver preloaded
-(`flows_pipeline.step_preload`), which the step shares copy-on-write; *growth* = its peak RSS − that baseline.
+(`flows_pipeline.orchestration.step_preload`), which the step shares copy-on-write;
+*growth* = its peak RSS − that baseline.
 Ratios of throughput: *wall* = rows / the whole command's seconds; *load* = rows / the method's own load time.
 
 ### Observations

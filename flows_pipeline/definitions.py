@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from flows_pipeline.assets.flow_index import flow_index
-from flows_pipeline.assets.flow_tables import flow_summary, flow_table, raw_flows
-from flows_pipeline.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
-from flows_pipeline.resources import resources_from_env
+from flows_pipeline.orchestration.assets.flow_index import flow_index
+from flows_pipeline.orchestration.assets.flow_summary import flow_summary
+from flows_pipeline.orchestration.assets.flow_table import flow_table
+from flows_pipeline.orchestration.assets.raw_flows import raw_flows
+from flows_pipeline.orchestration.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
+from flows_pipeline.orchestration.resources import resources_from_env
 
 defs = Definitions(
     assets=[raw_flows, flow_table, flow_index, flow_summary],

@@ -17,6 +17,19 @@ import threading
 from collections import deque
 from urllib.parse import urlsplit
 
+# What Elasticsearch itself answers with these statuses (type and reason as a node writes them);
+# any other status gets a body without a type, as a proxy in front of a cluster would send.
+INJECTED_ERRORS = {
+    400: ("illegal_argument_exception", "injected: the request is malformed"),
+    403: (
+        "security_exception",
+        "action [indices:data/write/bulk] is unauthorized for user [flows_loader] with effective roles "
+        "[flows_reader], this action is granted by the index privileges [create_doc,create,index,write,all]",
+    ),
+    429: ("es_rejected_execution_exception", "injected: rejected execution of coordinating operation"),
+    503: ("unavailable_shards_exception", "injected: primary shard is not active"),
+}
+
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
@@ -34,7 +47,9 @@ class _Handler(socketserver.StreamRequestHandler):
         if fault == "drop":
             return  # connection closed without an answer
         if isinstance(fault, int):
-            payload = b'{"error":{"type":"es_rejected_execution_exception","reason":"injected"},"status":%d}' % fault
+            error_type, reason = INJECTED_ERRORS.get(fault, ("", "injected"))
+            error = {"type": error_type, "reason": reason} if error_type else reason
+            payload = json.dumps({"error": error, "status": fault}).encode()
             self._answer(fault, {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}, payload)
             return
         upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)

@@ -4,10 +4,11 @@ hard address-space limit of `headroom` bytes above what the imports already use.
 import resource
 import sys
 
-from flows_pipeline.bulk_sender import BulkRetry
-from flows_pipeline.chunk_plan import plan_chunks
-from flows_pipeline.es_connection import ConnectionSettings, connect
-from flows_pipeline.flow_indexing import BulkLimits, ChunkTask, chunk_bodies, index_chunk
+from flows_pipeline.es.chunk_loading import BulkLimits, ChunkTask, chunk_bodies, index_chunk
+from flows_pipeline.es.chunk_plan import plan_chunks
+from flows_pipeline.es.connection import connect
+from flows_pipeline.orchestration.resources import FlowsElasticsearch
+from flows_pipeline_tests.support import connection_settings
 
 
 def virtual_memory_bytes() -> int:
@@ -17,7 +18,7 @@ def virtual_memory_bytes() -> int:
 
 def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
     chunk = plan_chunks(table, parallel_steps=1, max_row_groups_per_chunk=10**6)[0]  # the whole hour in one chunk
-    client = connect(ConnectionSettings(url=es_url))
+    client = connect(connection_settings(es_url))
     limits = BulkLimits(max_bytes=5 * 2**20, max_docs=10_000, max_in_flight=2)
     limit = virtual_memory_bytes() + headroom
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -25,7 +26,7 @@ def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
         body = b"".join(body.payload for body in chunk_bodies(chunk, limits))
         print(f"built {len(body)} bytes")
     else:
-        result = index_chunk(client, ChunkTask(index, chunk), limits, BulkRetry())
+        result = index_chunk(client, ChunkTask(index, chunk), limits, FlowsElasticsearch().retry)
         print(f"indexed {result.indexed}")
 
 

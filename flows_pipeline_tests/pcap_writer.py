@@ -42,5 +42,5 @@ def write_pcap(path: Path, packets: list[Packet]) -> None:
         for packet in sorted(packets, key=lambda p: p.time):
             frame = _frame(packet)
             seconds = int(packet.time)
-            micros = int(round((packet.time - seconds) * 1e6))
+            micros = round((packet.time - seconds) * 1e6)
             out.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)) + frame)

@@ -13,10 +13,10 @@ import time
 
 import pyarrow.parquet as pq
 
-from flows_pipeline.flow_queries import top_talkers
-from flows_pipeline.index_lifecycle import count, published_index
-from flows_pipeline.partitions import hour_of
-from flows_pipeline.resources import resolved_resources
+from flows_pipeline.es.index_lifecycle import count, published_index
+from flows_pipeline.es.queries import top_talkers
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.resources import resolved_resources
 
 
 def materialize(partition_key: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 from elasticsearch import Elasticsearch
 
-from flows_pipeline.flow_schema import es_properties
+from flows_pipeline.es.flow_mapping import es_properties
 
 MB = 2**20
 
@@ -148,7 +148,7 @@ class HeapSampler(threading.Thread):
             stats = self._client.nodes.stats(node_id="_local", metric="jvm", filter_path=_HEAP_FIELD)
             heap = next(iter(stats["nodes"].values()))["jvm"]["mem"]["heap_used_in_bytes"] / MB
             rss = psutil.Process(self._pid).memory_info().rss / MB if self._pid else 0.0
-        except Exception:  # noqa: BLE001 - a busy node may miss a sample; the run must not fail for it
+        except Exception:
             return
         self.samples.append((round(time.monotonic() - self._t0, 3), round(heap, 1), round(rss, 1)))
 

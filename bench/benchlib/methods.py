@@ -17,8 +17,8 @@ import yaml
 
 from benchlib.es_node import LOAD_SETTINGS, EsNode, index_mapping
 from benchlib.runner import Command
-from flows_pipeline.partitions import hour_of
-from flows_pipeline.resources import FlowStorage
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.resources import FlowStorage
 
 PIPELINE = "flows_pipeline"
 PIPELINE_SPAWN = "flows_pipeline_spawn"

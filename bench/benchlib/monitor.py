@@ -8,6 +8,7 @@ really costs the machine (the incident's children shared, then copied, their par
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -113,10 +114,8 @@ def kill_tree(root_pid: int) -> None:
     except psutil.Error:
         return
     for proc in [*reversed(members), root]:
-        try:
+        with contextlib.suppress(psutil.Error):
             proc.send_signal(signal.SIGKILL)
-        except psutil.Error:
-            pass
 
 
 class TreeMonitor(threading.Thread):

@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from benchlib import methods as m
 from benchlib.dagster_events import step_timings
 from benchlib.runner import Command, Measurement, run_measured
-from flows_pipeline.partitions import hour_of
-from flows_pipeline.resources import FlowStorage
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.resources import FlowStorage
 
 PARTITION = "2021-10-28-05:00"
 HOUR_ISO = "2021-10-28T05:00"

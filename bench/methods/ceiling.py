@@ -19,7 +19,7 @@ from pathlib import Path
 import urllib3
 from _common import Stopwatch, report, rss_mb
 
-# flows_pipeline.bulk_sender.ANY_ERRORS, the response filter of its first try, so both make the node
+# flows_pipeline.es.bulk_sender.ANY_ERRORS, the response filter of its first try, so both make the node
 # answer alike; written out, as importing the pipeline would load Arrow into this process
 ANY_ERRORS = "errors"
 

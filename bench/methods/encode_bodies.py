@@ -1,7 +1,7 @@
 """The ceiling's input: the hour's documents pre-encoded as `_bulk` bodies on disk.
 
 Exactly the bodies flows_pipeline sends: the same chunk plan (plan_chunks) and the same encoder
-and cut (flow_indexing.chunk_bodies: bulk_encoding.encode_lines/split_bodies, 5 MiB / 10,000
+and cut (chunk_loading.chunk_bodies: bulk_encoding.encode_lines/assemble_bodies, 5 MiB / 10,000
 docs), one file per body with a manifest. Run once per size, before (and outside) the timed
 ceiling runs; its own rate is the encoder's throughput with no Elasticsearch in the way.
 
@@ -17,9 +17,9 @@ from pathlib import Path
 
 from _common import Stopwatch, report
 
-from flows_pipeline.chunk_plan import plan_chunks
-from flows_pipeline.flow_indexing import BulkLimits, chunk_bodies
-from flows_pipeline.resources import FlowsElasticsearch
+from flows_pipeline.es.chunk_loading import BulkLimits, chunk_bodies
+from flows_pipeline.es.chunk_plan import plan_chunks
+from flows_pipeline.orchestration.resources import FlowsElasticsearch
 
 MANIFEST = "manifest.json"
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the project root: flows_pipeline_tests
-from _common import report  # noqa: E402 - bench/methods/_common.py
+from _common import report
 
-from flows_pipeline_tests.pcap_writer import Packet, write_pcap  # noqa: E402
+from flows_pipeline_tests.pcap_writer import Packet, write_pcap
 
 
 def packets(flows: int, hour: datetime) -> list[Packet]:

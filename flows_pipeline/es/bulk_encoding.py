@@ -1,0 +1,119 @@
+"""Flow rows -> Elasticsearch `_bulk` bodies, bounded in bytes, encoded column-wise in Arrow.
+
+Every value in the flow schema is a number, a timestamp, an IP address or a protocol name that
+the normalizer validated, so none needs JSON escaping: each row's action and document lines are
+joined from string-cast columns in one Arrow kernel, and a bulk body is a contiguous slice of
+the resulting buffer. No Python object is created per row or per field.
+
+Document ids are the row's number within the hour. A retried chunk, or a retried request,
+rewrites the same ids, so it can never add a duplicate; ids in load order are also the cheap
+case for Lucene's id lookups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from flows_pipeline.errors import ConfigurationError
+from flows_pipeline.hour import MS_PER_HOUR
+
+
+@dataclass(frozen=True)
+class BulkBody:
+    first_row: int  # hour row number of the body's first document
+    docs: int
+    payload: bytes
+
+
+def _iso_milliseconds(column: pa.Array) -> pa.Array:
+    """Millisecond timestamps as quoted ISO 8601 UTC text, e.g. "2021-10-28T03:05:09.123Z".
+
+    Arrow's strftime costs ~1 µs a value, two thirds of the whole encoding; but the flows of
+    one hour share a handful of "YYYY-MM-DDTHH:" prefixes, so only those go through strftime
+    and minutes, seconds and milliseconds are integer arithmetic (~15x cheaper per value).
+    """
+    millis = pc.cast(column, pa.int64())
+    within = pc.subtract(
+        millis, pc.multiply(pc.floor(pc.divide(millis, float(MS_PER_HOUR))).cast(pa.int64()), MS_PER_HOUR)
+    )
+    hours = pc.subtract(millis, within)
+    distinct = pc.unique(hours)
+    prefixes = pc.strftime(pc.cast(distinct, pa.timestamp("ms", tz="UTC")), format='"%Y-%m-%dT%H:')
+    prefix = pc.take(prefixes, pc.index_in(hours, value_set=distinct))
+    minutes = _padded(pc.divide(within, 60_000), 2)
+    seconds = _padded(pc.divide(pc.subtract(within, pc.multiply(pc.divide(within, 60_000), 60_000)), 1000), 2)
+    milliseconds = _padded(pc.subtract(within, pc.multiply(pc.divide(within, 1000), 1000)), 3)
+    return pc.binary_join_element_wise(prefix, minutes, ":", seconds, ".", milliseconds, 'Z"', "")
+
+
+def _padded(numbers: pa.Array, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(numbers, pa.string()), width=width, padding="0")
+
+
+def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as JSON text: numbers bare, strings and timestamps quoted, null as null."""
+    if pa.types.is_timestamp(column.type):
+        text = _iso_milliseconds(column)
+    elif pa.types.is_string(column.type):
+        text = pc.binary_join_element_wise('"', column, '"', "")
+    else:
+        text = pc.cast(column, pa.string())
+    return pc.fill_null(text, "null")
+
+
+def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
+    """One element per row: its `index` action line and its document line, both newline-ended."""
+    ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
+    pieces: list = ['{"index":{"_id":"', ids, '"}}\n{"event.sequence":', ids]
+    for i, name in enumerate(batch.schema.names):
+        column = batch.column(i)
+        if pa.types.is_string(column.type) and column.null_count == 0:
+            pieces += [f',"{name}":"', column, '"']  # quoted in the row's join, not in a join of its own
+        else:
+            pieces += [f',"{name}":', _json_value(column)]
+    pieces.append("}\n")
+    joined = pc.binary_join_element_wise(*pieces, "")
+    return pc.cast(joined, pa.large_string())
+
+
+def assemble_bodies(
+    encoded: Iterable[tuple[int, pa.LargeStringArray]], max_bytes: int, max_docs: int
+) -> Iterator[BulkBody]:
+    """Bodies of at most `max_bytes` bytes and `max_docs` documents from consecutive encoded
+    batches (first row, lines). A body may span batches, so small read batches (little memory)
+    still make full-size requests."""
+    pending: list[pa.Buffer] = []  # slices of encoded batches, copied once, by the join
+    pending_bytes = pending_docs = pending_first = 0
+    for first_row, lines in encoded:
+        if len(lines) == 0:
+            continue
+        offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)[lines.offset : lines.offset + len(lines) + 1]
+        data = lines.buffers()[2]
+        longest = int(np.max(np.diff(offsets)))
+        if longest > max_bytes:
+            raise ConfigurationError(
+                f"one document needs {longest} bytes, more than the bulk cap of {max_bytes} bytes: raise "
+                "FLOWS_BULK_MAX_BYTES"
+            )
+        start = 0
+        while start < len(lines):
+            # the last row whose end still fits in the body, by binary search on the offsets
+            end = int(np.searchsorted(offsets, offsets[start] + max_bytes - pending_bytes, side="right")) - 1
+            end = min(end, start + max_docs - pending_docs, len(lines))
+            if end > start:
+                if not pending_docs:
+                    pending_first = first_row + start
+                pending.append(data[offsets[start] : offsets[end]])
+                pending_bytes += int(offsets[end] - offsets[start])
+                pending_docs += end - start
+                start = end
+            if start < len(lines):  # the next document does not fit: the body is full
+                yield BulkBody(pending_first, pending_docs, b"".join(pending))
+                pending, pending_bytes, pending_docs = [], 0, 0
+    if pending_docs:
+        yield BulkBody(pending_first, pending_docs, b"".join(pending))

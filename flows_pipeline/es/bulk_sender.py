@@ -1,0 +1,184 @@
+"""Sends bulk bodies to one index with bounded in-flight requests, retries, and full accounting.
+
+What elasticsearch-py's helpers get wrong for this job, and this module does instead:
+`parallel_bulk` buffers results without bound (elasticsearch-py #1101, #547) and per-item 429s
+are only retried when errors are ignored (#864). Here at most `max_in_flight` bodies exist at
+once; a body refused whole for a transient reason (throttling, a timeout, no connection:
+cluster_errors.py decides by the cluster's error type) is resent after a backoff, and for a
+terminal reason (a block, a privilege, a bad request, a red index) fails at once; items
+throttled are resent alone, and any other item error is counted with its reason. Resending is
+always safe: ids are fixed per row, so a resent document replaces itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from elasticsearch import ApiError, Elasticsearch, TransportError
+
+from flows_pipeline.es.bulk_encoding import BulkBody
+from flows_pipeline.es.cluster_errors import (
+    ClusterRefusedError,
+    ClusterUnavailableError,
+    classify_api_error,
+    classify_transport_error,
+    is_transient_type,
+)
+from flows_pipeline.es.connection import safe_url
+
+log = logging.getLogger(__name__)
+
+# A body is first sent asking only whether any item failed: `{"errors":false}` instead of a
+# status for each of its 10,000 items (~300 KB of JSON to build, send and parse per request,
+# ~1.5 CPU-s per million documents in the client). Which items failed needs the long answer.
+ANY_ERRORS = "errors"
+ITEM_OUTCOMES = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+_KEEP_REASONS = 5
+
+
+@dataclass
+class BulkTally:
+    indexed: int = 0
+    failed: int = 0
+    requests: int = 0
+    retries: int = 0
+    bytes_sent: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, other: BulkTally) -> None:
+        self.indexed += other.indexed
+        self.failed += other.failed
+        self.requests += other.requests
+        self.retries += other.retries
+        self.bytes_sent += other.bytes_sent
+        self.reasons.extend(other.reasons[: _KEEP_REASONS - len(self.reasons)])
+
+
+@dataclass(frozen=True)
+class BulkRetry:
+    """How often and how patiently a body (or its throttled items) is resent; defaults in resources.py."""
+
+    max_retries: int
+    initial_backoff_s: float
+    max_backoff_s: float
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be 0 or more, got {self.max_retries}")
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so throttled senders do not retry in step."""
+        return random.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
+
+
+class BulkSender:
+    def __init__(self, client: Elasticsearch, index: str, max_in_flight: int, retry: BulkRetry) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self._client = client
+        self._index = index
+        self._max_in_flight = max_in_flight
+        self._retry = retry
+
+    def send_all(self, bodies: Iterable[BulkBody]) -> BulkTally:
+        """Send every body; at most `max_in_flight` are encoded-and-unsent or in flight at once."""
+        tally = BulkTally()
+        pending: deque[Future[BulkTally]] = deque()
+        with ThreadPoolExecutor(self._max_in_flight, thread_name_prefix="bulk") as pool:
+            for body in bodies:
+                while len(pending) >= self._max_in_flight:
+                    tally.add(pending.popleft().result())
+                pending.append(pool.submit(self.send, body))
+            while pending:
+                tally.add(pending.popleft().result())
+        return tally
+
+    def send(self, body: BulkBody) -> BulkTally:
+        tally = BulkTally()
+        payload, docs = body.payload, body.docs
+        outcomes = ANY_ERRORS
+        retries = 0
+        while True:
+            tally.requests += 1
+            tally.bytes_sent += len(payload)
+            try:
+                response = self._client.bulk(index=self._index, operations=payload, filter_path=outcomes)
+            except (ApiError, TransportError) as err:
+                error = self._classify(err, body, retries)
+                if not error.retryable or retries >= self._retry.max_retries:
+                    raise error from err
+                log.warning("%s; retrying", error)
+                retries = self._back_off(retries, tally)
+                continue
+            if not response.get("errors"):
+                tally.indexed += docs
+                return tally
+            if outcomes == ANY_ERRORS:
+                # Some items failed, but the short answer does not say which: send the same body
+                # again (not a retry), asking for every item's outcome. Safe, as ids are fixed:
+                # documents indexed the first time replace themselves. After a short jittered
+                # wait: if the items were throttled (429), the node's write queue is full.
+                outcomes = ITEM_OUTCOMES
+                time.sleep(self._retry.delay(0))
+                continue
+            payload, docs = self._settle_items(response["items"], payload, tally)
+            if docs == 0:
+                return tally
+            if retries >= self._retry.max_retries:
+                raise ClusterUnavailableError(
+                    f"{self._describe(body, f'after {retries} retries')}: Elasticsearch at {self._url} still "
+                    f"throttled {docs} documents (429 es_rejected_execution_exception); the cluster cannot keep "
+                    "up: lower FLOWS_BULK_IN_FLIGHT or the flows_es_bulk pool's limit"
+                )
+            retries = self._back_off(retries, tally)
+
+    def _classify(
+        self, err: ApiError | TransportError, body: BulkBody, retries: int
+    ) -> ClusterRefusedError | ClusterUnavailableError:
+        what = self._describe(body, f"after {retries} retries" if retries else "on its first attempt")
+        if isinstance(err, ApiError):
+            return classify_api_error(err, what, self._url, index_is_red=self._index_is_red)
+        return classify_transport_error(err, what, self._url)
+
+    def _index_is_red(self) -> bool:
+        try:
+            health = self._client.cluster.health(index=self._index, timeout="5s", filter_path="status")
+        except (ApiError, TransportError):
+            return False  # cannot tell: treat the missing shard as the transient fault it usually is
+        return health.get("status") == "red"
+
+    def _back_off(self, retries: int, tally: BulkTally) -> int:
+        tally.retries += 1
+        time.sleep(self._retry.delay(retries))
+        return retries + 1
+
+    def _settle_items(self, items: list[dict], payload: bytes, tally: BulkTally) -> tuple[bytes, int]:
+        """Count item results; return a body of only the items to retry (429s)."""
+        lines = payload.split(b"\n")
+        retry_lines: list[bytes] = []
+        for i, item in enumerate(items):
+            result = next(iter(item.values()))
+            status = result.get("status", 0)
+            error = result.get("error", {})
+            if status < 300:
+                tally.indexed += 1
+            elif status == 429 and is_transient_type(error.get("type", ""), status):
+                retry_lines += lines[2 * i : 2 * i + 2]
+            else:
+                tally.failed += 1
+                if len(tally.reasons) < _KEEP_REASONS:
+                    tally.reasons.append(f"{status} {error.get('type')}: {error.get('reason')}")
+        return (b"\n".join(retry_lines) + b"\n" if retry_lines else b""), len(retry_lines) // 2
+
+    @property
+    def _url(self) -> str:
+        return safe_url(next(iter(self._client.transport.node_pool.all())).base_url)
+
+    def _describe(self, body: BulkBody, what: str) -> str:
+        return f"bulk request to index {self._index} for rows {body.first_row}-{body.first_row + body.docs - 1} {what}"

@@ -1,0 +1,41 @@
+"""The Elasticsearch mapping of the flow index: a type for every column of the flow table.
+
+Dynamic mapping is off (`dynamic: strict`), so a stray field is an error, never a silently
+guessed type. Types follow ECS (`ip`, `date`, `long`, `keyword` for identifiers).
+"""
+
+from __future__ import annotations
+
+ES_FIELD_TYPES: dict[str, str] = {
+    # the row's number within the hour; also its document _id (see bulk_encoding), which is what
+    # makes "no duplicate documents" checkable: ES keeps _id unique, so sequences are unique too
+    "event.sequence": "long",
+    "@timestamp": "date",
+    "event.end": "date",
+    "event.duration": "long",
+    "source.ip": "ip",
+    "source.port": "long",
+    "destination.ip": "ip",
+    "destination.port": "long",
+    "network.type": "keyword",
+    "network.transport": "keyword",
+    "network.iana_number": "keyword",
+    "network.bytes": "long",
+    "network.packets": "long",
+    "netflow.tcp_control_bits": "integer",
+    "observer.ip": "ip",
+    "observer.ingress.interface.id": "keyword",
+    "observer.egress.interface.id": "keyword",
+}
+
+
+def es_properties() -> dict:
+    """Nested `properties` for the index mapping, built from the dotted field names."""
+    properties: dict = {}
+    for dotted, es_type in ES_FIELD_TYPES.items():
+        node = properties
+        *parents, leaf = dotted.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {"properties": {}})["properties"]
+        node[leaf] = {"type": es_type}
+    return properties

@@ -1,0 +1,40 @@
+"""`raw_flows`: the hour's flow records as the source delivered them."""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.failures import retry_only_transient_errors
+from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
+from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
+from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
+from flows_pipeline.sources.source_reader import SourceReport, read_hour
+from flows_pipeline.tables.hour_tables import write_raw_flows
+
+
+@asset(partitions_def=hourly_partitions, group_name="flows", kinds={"parquet"}, backfill_policy=ONE_RUN_PER_HOUR)
+def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
+    """The hour's flow records as the source delivered them (GoFlow2 field names); unreadable ones apart."""
+    with retry_only_transient_errors():
+        hour = hour_of(context.partition_key)
+        check_schedule_lag(context.run.tags, source.lag_minutes)
+        settings = source.settings()
+        report = SourceReport()
+        stats = write_raw_flows(
+            read_hour(settings, hour, report, batch_rows=storage.row_group_rows),
+            raw_path=storage.table_path("raw_flows", hour),
+            raw_quarantine_path=storage.table_path("raw_quarantine", hour),
+            row_group_rows=storage.row_group_rows,
+        )
+    for path, problem in report.skipped.items():
+        context.log.warning(f"skipped unreadable file {path}: {problem}")
+    return MaterializeResult(
+        metadata={
+            "rows": stats.rows,
+            "rejected_on_read": stats.rejected,
+            "source": settings.kind,
+            "files_read": len(report.files),
+            "files_skipped": len(report.skipped),
+            "skipped_files": MetadataValue.json(report.skipped),
+            "path": MetadataValue.path(str(storage.table_path("raw_flows", hour))),
+        }
+    )

@@ -1,0 +1,223 @@
+"""Dagster resources: where tables live, where flows come from, and the Elasticsearch cluster.
+
+This is the one home of every default: the domain's settings classes (SourceSettings,
+ConnectionSettings, IndexLayout, BulkRetry, BulkLimits) take required fields, built here.
+Deployment-specific values come from the environment: secrets and URLs as `EnvVar`, read when
+a step starts, so the UI shows the variable's name rather than a password; choices (the source
+kind, the file policies) as their values, checked against the allowed ones when the definitions
+load, so a wrong value fails before any work and names what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from dagster import ConfigurableResource, EnvVar
+from elasticsearch import Elasticsearch
+from pydantic import Field
+
+from flows_pipeline.es.bulk_sender import BulkRetry
+from flows_pipeline.es.chunk_loading import BulkLimits
+from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
+from flows_pipeline.es.index_lifecycle import IndexLayout
+from flows_pipeline.hour import Hour
+from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
+
+DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
+
+
+class FlowStorage(ConfigurableResource):
+    """Parquet tables, one file per asset and hour: <root>/<asset>/<YYYY-MM-DD>/<HH>.parquet"""
+
+    root: str = Field(default=".flows_data", description="Folder of all tables (FLOWS_STORAGE_ROOT).")
+    row_group_rows: int = Field(
+        default=65_536,
+        description="Rows per Parquet row group: the unit a chunk is made of, and what a reader holds at once.",
+    )
+
+    def table_path(self, asset: str, hour: Hour) -> Path:
+        return Path(self.root).resolve() / asset / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+
+
+class FlowSource(ConfigurableResource):
+    """Where `raw_flows` reads an hour from (sources/source_reader.py)."""
+
+    kind: SourceKind = Field(default="synthetic", description="Which collector's files, or synthetic (FLOWS_SOURCE).")
+    root: str | None = Field(default=None, description="Folder of the collector's files (FLOWS_SOURCE_ROOT).")
+    lag_minutes: int = Field(
+        default=DEFAULT_SOURCE_LAG_MINUTES,
+        ge=0,
+        description=(
+            "Files named up to this long after the hour are read for it (FLOWS_SOURCE_LAG_MINUTES); the "
+            "schedule runs this long after each hour."
+        ),
+    )
+    on_bad_file: Literal["fail", "skip"] = Field(
+        default="fail", description="What an unreadable file does to the run (FLOWS_BAD_FILES)."
+    )
+    on_empty_hour: Literal["fail", "empty"] = Field(
+        default="fail", description="What an hour without files does: fail, or index it as empty (FLOWS_EMPTY_HOUR)."
+    )
+    synthetic_rows_per_hour: int = Field(
+        default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS)."
+    )
+
+    def settings(self) -> SourceSettings:
+        return SourceSettings(
+            kind=self.kind,
+            root=Path(self.root).resolve() if self.root else None,
+            lag=timedelta(minutes=self.lag_minutes),
+            skip_bad_files=self.on_bad_file == "skip",
+            empty_hour_ok=self.on_empty_hour == "empty",
+            synthetic_rows=self.synthetic_rows_per_hour,
+        )
+
+
+class FlowsElasticsearch(ConfigurableResource):
+    """The cluster the flow index lives in, and how its hourly indices are laid out and loaded."""
+
+    url: str = Field(default="http://127.0.0.1:9200", description="ES_URL; the local node by default.")
+    api_key: str | None = Field(default=None, description="ES_API_KEY (preferred for real clusters).")
+    username: str | None = Field(default=None, description="ES_USERNAME, with ES_PASSWORD.")
+    password: str | None = Field(default=None, description="ES_PASSWORD.")
+    ca_certs: str | None = Field(default=None, description="ES_CA_CERTS: CA bundle for a TLS cluster.")
+    verify_certs: bool = Field(default=True, description="Verify the cluster's TLS certificate.")
+    request_timeout_s: float = Field(default=120.0, description="Timeout of one request (a bulk body), s.")
+    index_prefix: str = Field(default="flows", description="Read alias; hourly aliases are <prefix>-YYYY.MM.DD-HH.")
+    shards: int = Field(default=1, description="Primary shards per hourly index.")
+    replicas: int = Field(default=0, description="Replicas once an hour is published (none while loading).")
+    bulk_max_bytes: int = Field(default=5 * 1024 * 1024, description="Cap of one bulk request body, bytes.")
+    bulk_max_docs: int = Field(default=10_000, description="Cap of documents in one bulk request.")
+    max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
+    max_retries: int = Field(
+        default=8, description="Resends of a body refused for a transient reason, or of its throttled items."
+    )
+    retry_initial_backoff_s: float = Field(
+        default=0.5, description="First wait before a resend, s; doubled each time, with full jitter."
+    )
+    retry_max_backoff_s: float = Field(default=30.0, description="Longest wait before a resend, s.")
+    max_row_groups_per_chunk: int = Field(
+        default=32,
+        description=(
+            "Most row groups one index_chunk step loads (32 x 65,536 rows, ~30 s of work to redo on a retry). "
+            "An hour gets one chunk per index_chunk step the run executes at once (es_bulk_steps), more only "
+            "beyond this cap."
+        ),
+    )
+    tolerated_item_errors: int = Field(
+        default=0,
+        description="Documents Elasticsearch may reject per hour before the run fails (counted either way).",
+    )
+
+    def connection(self) -> ConnectionSettings:
+        return ConnectionSettings(
+            url=self.url,
+            request_timeout_s=self.request_timeout_s,
+            api_key=self.api_key,
+            username=self.username,
+            password=self.password,
+            ca_certs=self.ca_certs,
+            verify_certs=self.verify_certs,
+        )
+
+    def connect(self) -> Elasticsearch:
+        return connect(self.connection())
+
+    @property
+    def safe_url(self) -> str:
+        return safe_url(self.url)
+
+    @property
+    def layout(self) -> IndexLayout:
+        return IndexLayout(prefix=self.index_prefix, shards=self.shards, replicas=self.replicas)
+
+    @property
+    def retry(self) -> BulkRetry:
+        return BulkRetry(
+            max_retries=self.max_retries,
+            initial_backoff_s=self.retry_initial_backoff_s,
+            max_backoff_s=self.retry_max_backoff_s,
+        )
+
+    @property
+    def limits(self) -> BulkLimits:
+        return BulkLimits(max_bytes=self.bulk_max_bytes, max_docs=self.bulk_max_docs, max_in_flight=self.max_in_flight)
+
+
+# environment variable -> (resource field, how it is passed): "env" as an EnvVar read when a step
+# starts (URLs, secrets, sizes), "value" as the value itself (choices, validated when loaded)
+_STORAGE_ENV = {"FLOWS_STORAGE_ROOT": ("root", "env"), "FLOWS_ROW_GROUP_ROWS": ("row_group_rows", "int")}
+_SOURCE_ENV = {
+    "FLOWS_SOURCE": ("kind", "value"),
+    "FLOWS_SOURCE_ROOT": ("root", "env"),
+    "FLOWS_SOURCE_LAG_MINUTES": ("lag_minutes", "value_int"),
+    "FLOWS_BAD_FILES": ("on_bad_file", "value"),
+    "FLOWS_EMPTY_HOUR": ("on_empty_hour", "value"),
+    "FLOWS_SYNTHETIC_ROWS": ("synthetic_rows_per_hour", "int"),
+}
+_ELASTICSEARCH_ENV = {
+    "ES_URL": ("url", "env"),
+    "ES_API_KEY": ("api_key", "env"),
+    "ES_USERNAME": ("username", "env"),
+    "ES_PASSWORD": ("password", "env"),
+    "ES_CA_CERTS": ("ca_certs", "env"),
+    "FLOWS_INDEX_PREFIX": ("index_prefix", "env"),
+    "FLOWS_INDEX_REPLICAS": ("replicas", "int"),
+    "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": ("max_row_groups_per_chunk", "int"),
+    "FLOWS_BULK_MAX_BYTES": ("bulk_max_bytes", "int"),
+    "FLOWS_BULK_MAX_DOCS": ("bulk_max_docs", "int"),
+    "FLOWS_BULK_IN_FLIGHT": ("max_in_flight", "int"),
+}
+
+
+def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, str]]) -> dict:
+    """Resource fields for the environment variables that are set."""
+    fields: dict = {}
+    for var, (field_name, how) in names.items():
+        if not environ.get(var):
+            continue
+        if how == "env":
+            fields[field_name] = EnvVar(var)
+        elif how == "int":
+            fields[field_name] = EnvVar.int(var)
+        elif how == "value_int":
+            fields[field_name] = int(environ[var])
+        else:
+            fields[field_name] = environ[var]
+    return fields
+
+
+def source_lag_minutes(environ: Mapping[str, str] = os.environ) -> int:
+    """The source lag the deployment configures (FLOWS_SOURCE_LAG_MINUTES), which the schedule follows."""
+    return int(environ.get("FLOWS_SOURCE_LAG_MINUTES") or DEFAULT_SOURCE_LAG_MINUTES)
+
+
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
+    """The deployment's resources: defaults for a local run, overridden by what the environment sets.
+
+    Raises pydantic's ValidationError, naming the field and the allowed values, for a choice
+    that is not one of them (e.g. FLOWS_SOURCE=nfdump).
+    """
+    if environ.get("FLOWS_ROW_GROUPS_PER_CHUNK"):
+        warnings.warn(
+            "FLOWS_ROW_GROUPS_PER_CHUNK is no longer read: an hour now gets one chunk per index_chunk step the "
+            "run executes at once (es_bulk_steps), each at most FLOWS_MAX_ROW_GROUPS_PER_CHUNK row groups",
+            stacklevel=2,
+        )
+    # the local node on another port (scripts/es.sh honours ES_PORT too), unless ES_URL names a cluster
+    local = {"url": f"http://127.0.0.1:{environ['ES_PORT']}"} if environ.get("ES_PORT") else {}
+    return {
+        "storage": FlowStorage(**_from_env(environ, _STORAGE_ENV)),
+        "source": FlowSource(**_from_env(environ, _SOURCE_ENV)),
+        "es": FlowsElasticsearch(**(local | _from_env(environ, _ELASTICSEARCH_ENV))),
+    }
+
+
+def resolved_resources(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
+    """The same resources with their EnvVars read now: for scripts and tests outside a Dagster run."""
+    return {key: resource.process_config_and_initialize() for key, resource in resources_from_env(environ).items()}

@@ -1,0 +1,159 @@
+"""An hour's records from the configured source, as raw batches plus the records rejected on read.
+
+Sources: `synthetic` (generated, for demos and benchmarks), `nfcapd` (nfdump's collector files),
+`goflow2` (GoFlow2 JSON lines), `csv`. File-based sources read the hour's rotated files
+(flow_files.py); a file that cannot be read fails the run naming it, or, when configured, is
+skipped and reported. An hour without files fails clearly, or, when configured, is empty.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, get_args
+
+import pyarrow as pa
+
+from flows_pipeline.errors import ConfigurationError
+from flows_pipeline.hour import Hour
+from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
+from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
+from flows_pipeline.sources.records import BadFlowFileError, Received, csv_records, goflow2_records
+from flows_pipeline.sources.rotated_files import NoFlowFilesError, files_for_hour
+from flows_pipeline.sources.synthetic import synthetic_batches
+
+log = logging.getLogger(__name__)
+
+# Records parsed in Python are held as objects until they become a batch (~1 KB each), so
+# file sources hand over small batches; the table writer still makes full row groups of them.
+RECEIVED_BATCH_ROWS = 8_192
+
+
+SourceKind = Literal["synthetic", "nfcapd", "goflow2", "csv"]
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where and how an hour is read; the defaults live in the `FlowSource` resource."""
+
+    kind: SourceKind
+    root: Path | None  # folder of the collector's files (any sub-folder layout); None for synthetic
+    lag: timedelta  # how long after an hour its flows may still arrive
+    skip_bad_files: bool  # False: an unreadable file fails the run
+    empty_hour_ok: bool  # False: an hour without files fails the run
+    synthetic_rows: int
+
+
+@dataclass
+class SourceReport:
+    """What was read for the hour: files, and files skipped with their reason."""
+
+    files: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReceivedBatch:
+    raw: pa.RecordBatch  # RAW_FLOW_SCHEMA
+    rejected: pa.RecordBatch  # QUARANTINE_SCHEMA: records that could not even be read as flows
+
+
+_NO_REJECTS = pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
+
+
+def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
+    """Blocks of nfdump's output that Arrow reads whole, as they are; any other block record by record."""
+    source, number = str(path), 1
+    for texts in nfcapd_record_blocks(path):
+        raw = nfdump_batch(texts, source, number)
+        if raw is None:
+            received = (nfdump_received(source, number + i, text) for i, text in enumerate(texts))
+            yield from _batches(received, batch_rows)
+        else:
+            yield ReceivedBatch(raw, _NO_REJECTS)
+        number += len(texts)
+
+
+def _line_batches(reader: Callable[[Path], Iterator[Received]]) -> Callable[[Path, int], Iterator[ReceivedBatch]]:
+    return lambda path, batch_rows: _batches(reader(path), batch_rows)
+
+
+FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, int], Iterator[ReceivedBatch]]]] = {
+    "nfcapd": (("",), _nfcapd_batches),
+    "goflow2": ((".json", ".jsonl"), _line_batches(goflow2_records)),
+    "csv": ((".csv",), _line_batches(csv_records)),
+}
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
+
+
+def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_rows: int) -> Iterator[ReceivedBatch]:
+    if settings.kind == "synthetic":
+        for batch in synthetic_batches(hour, settings.synthetic_rows, batch_rows):
+            yield ReceivedBatch(batch, _NO_REJECTS)
+        return
+    if settings.kind not in FILE_FORMATS:
+        raise ConfigurationError(f"unknown flow source kind {settings.kind!r} (FLOWS_SOURCE); one of {SOURCE_KINDS}")
+    if settings.root is None:
+        raise ConfigurationError(f"the {settings.kind} source needs a folder: set FLOWS_SOURCE_ROOT")
+    suffixes, reader = FILE_FORMATS[settings.kind]
+    files = files_for_hour(settings.root, hour, settings.lag, suffixes)
+    if not files and not settings.empty_hour_ok:
+        last = hour.end + settings.lag
+        raise NoFlowFilesError(
+            f"no {settings.kind} files for hour {hour.key} under {settings.root} (looked for files named "
+            f"{hour.start:%Y%m%d%H%M} up to before {last:%Y%m%d%H%M}); if the hour really had no traffic, "
+            "set FLOWS_EMPTY_HOUR=empty to index it as empty"
+        )
+    for flow_file in files:
+        yielded = False
+        try:
+            for batch in reader(flow_file.path, min(batch_rows, RECEIVED_BATCH_ROWS)):
+                yielded = True
+                yield batch
+        except BadFlowFileError as bad:
+            # a file found bad after some of its rows were passed on cannot be skipped cleanly
+            if not settings.skip_bad_files or yielded:
+                raise
+            log.warning("skipping %s", bad)
+            report.skipped[str(flow_file.path)] = bad.problem
+            continue
+        report.files.append(str(flow_file.path))
+
+
+def _batches(records: Iterator[Received], batch_rows: int) -> Iterator[ReceivedBatch]:
+    """Received records grouped into batches of at most `batch_rows` records (good and rejected)."""
+    good: dict[str, list] = {name: [] for name in RAW_FLOW_SCHEMA.names}
+    bad: list[dict] = []
+    count = 0
+    for received in records:
+        if received.row is None:
+            bad.append(
+                {
+                    "reason": received.reason,
+                    "source": received.source_file,
+                    "source_row": received.source_row,
+                    "raw_record": received.raw_text,
+                }
+            )
+        else:
+            for name, value in received.row.items():
+                good[name].append(value)
+            good["source_file"].append(received.source_file)
+            good["source_row"].append(received.source_row)
+            count += 1
+        if count + len(bad) >= batch_rows:
+            yield _batch(good, bad)
+            good = {name: [] for name in RAW_FLOW_SCHEMA.names}
+            bad, count = [], 0
+    if count or bad:
+        yield _batch(good, bad)
+
+
+def _batch(good: dict[str, list], bad: list[dict]) -> ReceivedBatch:
+    return ReceivedBatch(
+        pa.RecordBatch.from_pydict(good, schema=RAW_FLOW_SCHEMA),
+        pa.RecordBatch.from_pylist(bad, schema=QUARANTINE_SCHEMA),
+    )

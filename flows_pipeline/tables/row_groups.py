@@ -1,0 +1,138 @@
+"""Parquet tables written batch by batch into fixed-size row groups, published atomically.
+
+Fixed row groups are what makes the index plan cheap: a chunk is a range of row groups whose
+row counts the file footer already knows. The file appears under its final name only when
+complete, so a crashed step never leaves a half table that a later step could index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows_pipeline.errors import TerminalError
+
+
+class CorruptTableError(TerminalError):
+    """A table file that is not readable Parquet: truncated, overwritten, or not a table at all."""
+
+
+def _corrupt(path: Path | str, err: Exception) -> CorruptTableError:
+    # tables live at <root>/<asset>/<YYYY-MM-DD>/<HH>.parquet (FlowStorage), so the asset to
+    # re-materialize is the grandparent folder's name
+    asset = Path(path).parent.parent.name
+    return CorruptTableError(
+        f"table {path} is damaged ({type(err).__name__}: {err}); a retry reads the same bytes: "
+        f"re-materialize {asset} for this hour (and what depends on it), e.g. "
+        f"`dagster asset materialize -m flows_pipeline.definitions --select '{asset}*' --partition <hour>`"
+    )
+
+
+def parquet_metadata(path: Path | str) -> pq.FileMetaData:
+    """The table's footer; CorruptTableError (naming the file) if it cannot be read."""
+    try:
+        return pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException) as err:
+        raise _corrupt(path, err) from err
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    """A small table written whole, under its final name only when complete (like RowGroupWriter)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RowGroupWriter:
+    """Collects record batches and writes every `row_group_rows` rows as one row group."""
+
+    # snappy: files ~25% larger than zstd, but read three times faster (0.10 s vs 0.30 s for a
+    # million flows here), and every index_chunk step reads while sharing the CPU with Elasticsearch
+    def __init__(self, path: Path, schema: pa.Schema, row_group_rows: int, compression: str = "snappy") -> None:
+        if row_group_rows < 1:
+            raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
+        self.path = path
+        self.rows = 0
+        self._schema = schema
+        self._row_group_rows = row_group_rows
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._writer = pq.ParquetWriter(
+            self._tmp,
+            schema,
+            compression=compression,
+            # Dictionaries pay off only for the strings (addresses, names) that repeat; numbers of
+            # flows rarely do, and Parquet gave up on their dictionaries after building them.
+            # Statistics (min/max per row group) are kept for the timestamps that time filters
+            # prune on. Together: writing a million flows 340 -> 210 ms, files 13% larger.
+            use_dictionary=[field.name for field in schema if pa.types.is_string(field.type)],
+            write_statistics=[field.name for field in schema if pa.types.is_timestamp(field.type)],
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self._pending.append(batch)
+        self._pending_rows += batch.num_rows
+        while self._pending_rows >= self._row_group_rows:
+            table = pa.Table.from_batches(self._pending, schema=self._schema)
+            self._writer.write_table(table.slice(0, self._row_group_rows), row_group_size=self._row_group_rows)
+            rest = table.slice(self._row_group_rows)
+            self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+            self._pending_rows = rest.num_rows
+            self.rows += self._row_group_rows
+
+    def close(self) -> None:
+        if self._pending_rows:
+            table = pa.Table.from_batches(self._pending, schema=self._schema)
+            self._writer.write_table(table, row_group_size=self._row_group_rows)
+            self.rows += self._pending_rows
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RowGroupWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_batches(
+    path: Path | str, batch_rows: int = 65_536, row_groups: list[int] | None = None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of a Parquet table, never more than `batch_rows` rows at a time.
+
+    Raises CorruptTableError, naming the file, when the file cannot be decoded.
+
+    The reader is asked for one row group at a time: given them all, Arrow pre-buffers every
+    selected row group's pages up front (measured: 81 MB for a 30-row-group chunk, 32 MB for 8),
+    which made a step's memory grow with its chunk's length.
+    """
+    try:
+        table = pq.ParquetFile(path)
+        for group in range(table.num_row_groups) if row_groups is None else row_groups:
+            # one thread: a chunk step reads sequentially anyway, and Arrow's reader threads each keep
+            # buffers of their own (measured: +45 MB RSS per step for nothing)
+            yield from table.iter_batches(batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=False)
+    except (OSError, pa.ArrowException) as err:
+        raise _corrupt(path, err) from err

@@ -1,0 +1,49 @@
+"""raw_flows and flow_table materialized in process with Dagster's `materialize`: no CLI, no node."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from dagster import DagsterEventType, materialize
+
+from flows_pipeline.orchestration.assets.flow_table import flow_table
+from flows_pipeline.orchestration.assets.raw_flows import raw_flows
+from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
+
+PARTITION = "2021-10-28-03:00"
+
+
+def test_an_hour_of_synthetic_flows_becomes_raw_flows_and_a_balanced_flow_table(tmp_path: Path):
+    storage = FlowStorage(root=str(tmp_path), row_group_rows=1_000)
+    result = materialize(
+        [raw_flows, flow_table],
+        resources={"storage": storage, "source": FlowSource(synthetic_rows_per_hour=5_000)},
+        partition_key=PARTITION,
+    )
+
+    assert result.success
+    raw = result.asset_materializations_for_node("raw_flows")[0].metadata
+    table = result.asset_materializations_for_node("flow_table")[0].metadata
+    assert raw["rows"].value == 5_000
+    assert table["records_read"].value == 5_000
+    assert table["rows"].value + table["quarantined"].value + table["outside_hour"].value == 5_000
+    assert (
+        pq.ParquetFile(tmp_path / "flow_table" / "2021-10-28" / "03.parquet").metadata.num_rows == table["rows"].value
+    )
+    [check] = result.get_asset_check_evaluations()
+    assert check.check_name == "every_record_accounted_for" and check.passed
+
+
+def test_a_wrong_source_setting_fails_the_step_once_naming_the_setting(tmp_path: Path):
+    result = materialize(
+        [raw_flows],
+        resources={"storage": FlowStorage(root=str(tmp_path)), "source": FlowSource(kind="goflow2")},
+        partition_key=PARTITION,
+        raise_on_error=False,
+    )
+
+    assert not result.success
+    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert len(failures) == 1
+    error = failures[0].step_failure_data.error
+    assert "ConfigurationError" in error.message and "FLOWS_SOURCE_ROOT" in error.message
+    assert error.cause is not None and error.cause.cls_name == "ConfigurationError"

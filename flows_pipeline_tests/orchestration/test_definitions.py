@@ -1,0 +1,115 @@
+"""The code location as Dagster loads it: assets, executor limits, the schedule and its lag, typed settings."""
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from dagster import build_schedule_context
+from pydantic import ValidationError
+
+from flows_pipeline.definitions import defs
+from flows_pipeline.errors import ConfigurationError, UnknownPartitionError
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.concurrency import DEFAULT_MAX_CONCURRENT
+from flows_pipeline.orchestration.jobs import build_hourly_schedule
+from flows_pipeline.orchestration.resources import resources_from_env
+from flows_pipeline.orchestration.schedule_lag import SCHEDULE_LAG_TAG, check_schedule_lag
+from flows_pipeline.sources.source_reader import FILE_FORMATS, SOURCE_KINDS
+
+
+def test_definitions_load_with_the_hourly_assets():
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"raw_flows", "flow_table", "flow_index", "flow_summary"}
+    job = defs.resolve_job_def("flows_hourly_job")
+    assert job.partitions_def.get_first_partition_key() == "2021-10-28-00:00"
+
+
+def test_executor_limits_are_explicit_and_never_the_cpu_count():
+    executor = defs.resolve_job_def("flows_hourly_job").executor_def
+    resolved = executor.config_schema.as_field().config_type  # the configured schema of our executor
+    fields = resolved.fields
+    assert fields["max_concurrent"].default_value == DEFAULT_MAX_CONCURRENT == 4
+    assert fields["es_bulk_steps"].default_value == 2
+
+
+@pytest.mark.parametrize(
+    ("tick", "partition"),
+    [
+        (datetime(2021, 10, 28, 4, 15, tzinfo=UTC), "2021-10-28-03:00"),
+        (datetime(2021, 10, 29, 0, 15, tzinfo=UTC), "2021-10-28-23:00"),  # across midnight
+        (datetime(2021, 10, 28, 1, 15, tzinfo=UTC), "2021-10-28-00:00"),  # the first partition
+    ],
+)
+def test_schedule_requests_the_hour_that_just_closed(tick, partition):
+    requests = tick_requests(defs.resolve_schedule_def("flows_hourly_job_schedule"), tick)
+    assert [r.partition_key for r in requests] == [partition]
+    assert requests[0].tags[SCHEDULE_LAG_TAG] == "15"
+
+
+def tick_requests(schedule, tick: datetime) -> list:
+    context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
+    return list(schedule.evaluate_tick(context).run_requests)
+
+
+def test_schedule_runs_at_quarter_past_and_is_stopped_until_turned_on():
+    schedule = defs.resolve_schedule_def("flows_hourly_job_schedule")
+    assert schedule.cron_schedule == "15 * * * *"
+    assert schedule.default_status.value == "STOPPED"
+
+
+@pytest.mark.parametrize(
+    ("lag", "cron", "tick", "partition"),
+    [
+        (40, "40 * * * *", datetime(2021, 10, 28, 4, 40, tzinfo=UTC), "2021-10-28-03:00"),
+        (75, "15 * * * *", datetime(2021, 10, 28, 5, 15, tzinfo=UTC), "2021-10-28-03:00"),  # past the next hour
+        (0, "0 * * * *", datetime(2021, 10, 28, 4, 0, tzinfo=UTC), "2021-10-28-03:00"),
+    ],
+)
+def test_schedule_waits_for_the_source_lag(lag, cron, tick, partition):
+    schedule = build_hourly_schedule(lag)
+    assert schedule.cron_schedule == cron
+    requests = tick_requests(schedule, tick)
+    assert [r.partition_key for r in requests] == [partition]
+    assert requests[0].tags[SCHEDULE_LAG_TAG] == str(lag)
+
+
+def test_schedule_follows_flows_source_lag_minutes_when_the_definitions_load():
+    code = (
+        "from flows_pipeline.definitions import defs; "
+        "print(defs.resolve_schedule_def('flows_hourly_job_schedule').cron_schedule)"
+    )
+    env = {**os.environ, "FLOWS_SOURCE_LAG_MINUTES": "25"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "25 * * * *"
+
+
+def test_a_run_requested_with_another_lag_than_the_source_reads_fails_naming_both():
+    check_schedule_lag({}, 15)  # not from the schedule: nothing to compare
+    check_schedule_lag({SCHEDULE_LAG_TAG: "15"}, 15)
+    with pytest.raises(ConfigurationError, match=r"15 minutes after it closed.*FLOWS_SOURCE_LAG_MINUTES\) is 40"):
+        check_schedule_lag({SCHEDULE_LAG_TAG: "15"}, 40)
+
+
+@pytest.mark.parametrize("key", ["2021-10-28", "2021-10-28-03:30", "2020-01-01-00:00", "tomorrow"])
+def test_unknown_partition_keys_are_rejected_clearly(key):
+    with pytest.raises(UnknownPartitionError, match="unknown partition key"):
+        hour_of(key)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("FLOWS_SOURCE", "nfdump", "'synthetic', 'nfcapd', 'goflow2' or 'csv'"),
+        ("FLOWS_BAD_FILES", "ignore", "'fail' or 'skip'"),
+        ("FLOWS_EMPTY_HOUR", "yes", "'fail' or 'empty'"),
+    ],
+)
+def test_a_wrong_choice_fails_when_the_definitions_load_naming_the_allowed_values(variable, value, allowed):
+    with pytest.raises(ValidationError, match=allowed):
+        resources_from_env({variable: value})
+
+
+def test_every_file_source_kind_has_a_reader():
+    assert set(SOURCE_KINDS) == {"synthetic", *FILE_FORMATS}

@@ -1,0 +1,203 @@
+"""Operating the pipeline as people do: a UI backfill through a real webserver and daemon, the CLI.
+
+The instance config is the one the project ships (dagster_home/dagster.yaml): the test proves
+that its cross-run limits hold while a backfill of many hours runs.
+"""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from dagster import DagsterRunStatus
+
+from flows_pipeline.hour import hour_of
+from flows_pipeline_tests.support import PROJECT, make_project, max_overlap
+
+BACKFILL_HOURS = [f"2021-10-28-{h:02d}:00" for h in range(10, 16)]
+CLI_RANGE = ("2021-10-28-16:00", "2021-10-28-17:00")
+SHIPPED_LIMITS = yaml.safe_load((PROJECT / "dagster_home" / "dagster.yaml").read_text())["concurrency"]
+
+LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory, index_prefix):
+    """`dagster dev` (webserver and daemon) on the project's workspace and shipped instance config."""
+    project = make_project(tmp_path_factory.mktemp("ui"), index_prefix)
+    port = free_port()
+    log = open(project.home / "dagster-dev.log", "w")  # noqa: SIM115 - open for the fixture's whole life
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=PROJECT,
+        env=project.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its webserver, daemon and code server go down together
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{url}/server_info", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert server.poll() is None, (project.home / "dagster-dev.log").read_text()[-3000:]
+            time.sleep(1)
+        yield project, url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def graphql(url: str, query: str, variables: dict) -> dict:
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=30)
+    response.raise_for_status()
+    return response.json()["data"]
+
+
+def partition_of(run) -> str | None:
+    # a single-partition run from the CLI is tagged dagster/partition; an asset backfill's, with a range of one
+    return run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start")
+
+
+def wait_for_runs(project, partitions: list[str], timeout_s: float) -> list:
+    """The finished runs of these partitions, once every one of them has one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with project.instance() as instance:
+            records = instance.get_run_records()
+        runs = [r for r in records if partition_of(r.dagster_run) in partitions]
+        finished = [r for r in runs if r.dagster_run.is_finished]
+        if len(finished) == len(runs) and {partition_of(r.dagster_run) for r in finished} == set(partitions):
+            return finished
+        time.sleep(2)
+    raise AssertionError(f"runs of {partitions} did not finish in {timeout_s} s")
+
+
+def test_ui_backfill_of_six_hours_respects_the_pool_and_run_limits(dagster_ui, es_client):
+    project, url = dagster_ui
+    params = {
+        "partitionNames": BACKFILL_HOURS,
+        "assetSelection": [{"path": [a]} for a in ("raw_flows", "flow_table", "flow_index", "flow_summary")],
+    }
+    launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    deadline = time.monotonic() + 600
+    status = "REQUESTED"
+    while time.monotonic() < deadline and status in ("REQUESTED", "CANCELING", "FAILING"):
+        time.sleep(3)
+        status = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+
+    runs = wait_for_runs(project, BACKFILL_HOURS, 60)
+    assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
+    for hour_key in BACKFILL_HOURS:
+        alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
+        assert es_client.count(index=alias)["count"] == 20_000, hour_key
+
+    run_spans = [(r.start_time, r.end_time) for r in runs]
+    chunk_spans = [
+        span
+        for r in runs
+        for key, span in project.step_intervals(r.dagster_run.run_id).items()
+        if key.startswith("flow_index.index_chunk[")
+    ]
+    assert len(chunk_spans) == 4 * len(BACKFILL_HOURS)
+    assert max_overlap(run_spans) <= SHIPPED_LIMITS["runs"]["max_concurrent_runs"]
+    assert max_overlap(chunk_spans) <= SHIPPED_LIMITS["pools"]["default_limit"]
+    assert max_overlap(run_spans) > 1  # the limits were exercised: runs really ran side by side
+
+
+def test_cli_backfill_of_a_range_runs_one_hour_per_run(dagster_ui, es_client):
+    project, _ = dagster_ui
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-w", "workspace.yaml",
+        "-j", "flows_hourly_job", "--from", CLI_RANGE[0], "--to", CLI_RANGE[1], "--noprompt",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=PROJECT, env=project.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    runs = wait_for_runs(project, list(CLI_RANGE), 300)
+    assert len(runs) == 2 and all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
+    for hour_key in CLI_RANGE:
+        alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
+        assert es_client.count(index=alias)["count"] == 20_000
+
+
+CHROMIUM = "/usr/bin/chromium"
+# as root, in a closed network: no sandbox, and none of Chromium's background connections
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = PROJECT / ".test-artifacts"
+
+
+def test_ui_shows_the_assets_and_the_materialized_partitions(dagster_ui):
+    """After the backfills above: the asset graph and flow_index's partitions, in a real headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    _, url = dagster_ui
+    assert Path(CHROMIUM).exists(), (
+        f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make system-packages` as root"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+
+        page.goto(f"{url}/asset-groups/flows", wait_until="networkidle")
+        skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
+        if skip.count():
+            skip.click()
+        for asset in ("raw_flows", "flow_table", "flow_index", "flow_summary"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+
+        page.goto(f"{url}/assets/flow_index?view=partitions", wait_until="networkidle")
+        materialized = page.get_by_text(re.compile(r"Materialized \(\d+\)")).first
+        materialized.wait_for(timeout=30_000)
+        count = int(re.search(r"\((\d+)\)", materialized.inner_text()).group(1))
+        page.screenshot(path=str(ARTIFACTS / "flow_index-partitions.png"))
+        browser.close()
+    assert count == len(BACKFILL_HOURS) + len(CLI_RANGE)

@@ -1,0 +1,78 @@
+"""Terminal refusals end a step at its first attempt; transient ones are retried until they clear.
+
+The cluster's answers are injected by the fault proxy in front of the real node, on the bulk
+requests of a real `dagster asset materialize` run.
+"""
+
+import pytest
+from dagster import DagsterEventType
+
+from flows_pipeline.hour import hour_of
+from flows_pipeline_tests.fault_proxy import FaultProxy
+from flows_pipeline_tests.support import ES_URL
+
+PARTITION = "2021-10-28-13:00"  # an hour no other test publishes
+
+
+def step_events(project, run_id: str, prefix: str) -> list:
+    with project.instance() as instance:
+        events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+    return [e for e in events if e.step_key and e.step_key.startswith(prefix)]
+
+
+@pytest.fixture
+def hour_with_a_table(project):
+    """A project whose hour already has its flow table (built without the node)."""
+    project.env |= {"FLOWS_SYNTHETIC_ROWS": "3000", "FLOWS_ROW_GROUP_ROWS": "1000", "FLOWS_BULK_MAX_DOCS": "500"}
+    done = project.materialize(PARTITION, select="raw_flows,flow_table")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return project
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (400, "illegal_argument_exception: injected: the request is malformed"),
+        (403, "security_exception: action [indices:data/write/bulk] is unauthorized for user [flows_loader]"),
+    ],
+)
+def test_a_terminal_refusal_is_sent_once_and_fails_the_step_at_once(hour_with_a_table, es_client, status, reason):
+    project = hour_with_a_table
+    with FaultProxy(ES_URL, "/_bulk", [status]) as proxy:
+        done = project.materialize(
+            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, config_json=ONE_CHUNK_STEP
+        )
+
+    assert done.returncode != 0
+    assert proxy.injected == [status]
+    first_ids = proxy.ids[0]
+    assert sum(ids == first_ids for ids in proxy.ids) == 1, "the refused body was sent again"
+    chunks = step_events(project, project.latest_run_id(), "flow_index.index_chunk[")
+    starts = [e for e in chunks if e.event_type == DagsterEventType.STEP_START]
+    assert len(starts) == len({e.step_key for e in starts}), "a chunk step was attempted twice"
+    assert not [e for e in chunks if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    [failure] = [e for e in chunks if e.event_type == DagsterEventType.STEP_FAILURE]
+    message = failure.step_failure_data.error.message
+    assert "ClusterRefusedError" in message and f"HTTP {status} {reason}" in message
+    assert "on its first attempt" in message and "rows 0-499" in message
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(PARTITION).label}"
+    assert not es_client.indices.exists_alias(name=alias)
+
+
+def test_a_503_is_retried_and_the_hour_loads_exactly_when_it_clears(hour_with_a_table, es_client):
+    project = hour_with_a_table
+    with FaultProxy(ES_URL, "/_bulk", [503, 503]) as proxy:
+        done = project.materialize(
+            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, config_json=ONE_CHUNK_STEP
+        )
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert proxy.injected == [503, 503]
+    for refused in proxy.ids[:2]:  # the first two bodies (two in flight) were answered 503, then resent
+        assert proxy.ids.count(refused) == 2
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(PARTITION).label}"
+    es_client.indices.refresh(index=alias)
+    assert es_client.count(index=alias)["count"] == 3000
+
+
+ONE_CHUNK_STEP = '{"execution": {"config": {"es_bulk_steps": 1, "max_concurrent": 1}}}'

@@ -1,0 +1,84 @@
+"""GoFlow2 JSON lines and CSV files through the whole pipeline: good rows indexed, bad ones quarantined."""
+
+import json
+
+import pyarrow.parquet as pq
+
+from flows_pipeline.hour import hour_of
+
+HOUR = "2021-10-28-03:00"
+T0 = hour_of(HOUR).start_ms * 1_000_000
+SECOND = 1_000_000_000
+
+
+def goflow2(i: int, **changes) -> str:
+    record = {
+        "type": "IPFIX", "time_received_ns": T0 + (i + 2) * SECOND, "sequence_num": i,
+        "time_flow_start_ns": T0 + i * SECOND, "time_flow_end_ns": T0 + (i + 1) * SECOND,
+        "src_addr": f"10.1.0.{i % 200 + 1}", "dst_addr": "198.51.100.53", "src_port": 50000 + i, "dst_port": 53,
+        "proto": "UDP", "bytes": 100 + i, "packets": 1, "sampler_address": "192.0.2.10", "sampling_rate": 0,
+        "in_if": 3, "out_if": 7, "etype": "IPv6",
+    }  # fmt: skip
+    return json.dumps({**record, **changes})
+
+
+def quarantine_of(project, hour_key: str) -> list[dict]:
+    hour = hour_of(hour_key)
+    return pq.read_table(
+        project.storage / "flow_quarantine" / f"{hour.start:%Y-%m-%d}" / f"{hour.start:%H}.parquet"
+    ).to_pylist()
+
+
+def test_goflow2_lines_are_indexed_and_bad_ones_quarantined_with_file_and_line(project, es_client, tmp_path):
+    root = tmp_path / "goflow2"
+    root.mkdir()
+    good = [goflow2(i) for i in range(50)]
+    bad = [
+        goflow2(50, src_addr="10.1.0.999"),
+        goflow2(51, bytes="a lot"),
+        goflow2(52, time_flow_end_ns=T0),  # ends before it starts
+        "{not json",
+        goflow2(53, time_flow_start_ns=T0 - 5 * SECOND, time_flow_end_ns=T0),  # the hour before: not bad data
+        goflow2(54, dst_addr="2001:db8::53"),  # an IPv4 source cannot talk to an IPv6 destination
+    ]
+    (root / "goflow2-202110280300.jsonl").write_text("\n".join(good[:30] + bad) + "\n")
+    (root / "goflow2-202110280330.jsonl").write_text("\n".join(good[30:]) + "\n")
+    (root / "goflow2-202110280310.jsonl.current").write_text(goflow2(99) + "\n")  # still being written
+
+    done = project.materialize(HOUR, extra_env={"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(HOUR).label}"
+    assert es_client.count(index=alias)["count"] == 50
+    doc = es_client.search(index=alias, query={"term": {"source.port": 50007}})["hits"]["hits"][0]["_source"]
+    assert (doc["destination.ip"], doc["network.transport"], doc["network.type"]) == ("198.51.100.53", "udp", "ipv4")
+    quarantined = {(q["reason"], q["source"].rsplit("/", 1)[1], q["source_row"]) for q in quarantine_of(project, HOUR)}
+    assert quarantined == {
+        ("invalid source ip", "goflow2-202110280300.jsonl", 31),
+        ("non-numeric bytes", "goflow2-202110280300.jsonl", 32),
+        ("end before start", "goflow2-202110280300.jsonl", 33),
+        ("unparseable JSON: unexpected character, expected a string key", "goflow2-202110280300.jsonl", 34),
+        ("source and destination of different IP versions", "goflow2-202110280300.jsonl", 36),
+    }
+
+
+def test_csv_files_with_the_documented_header_are_indexed(project, es_client, tmp_path):
+    root = tmp_path / "csv"
+    root.mkdir()
+    header = "time_flow_start_ns,time_flow_end_ns,src_addr,dst_addr,src_port,dst_port,proto,bytes,packets,tcp_flags"
+    rows = [
+        f"{T0 + i * SECOND},{T0 + (i + 3) * SECOND},10.2.0.{i + 1},198.51.100.{i + 1},"
+        f"{40000 + i},443,6,{1000 * i},{i + 1},27"
+        for i in range(20)
+    ]
+    (root / "flows-202110280300.csv").write_text("\n".join([header, *rows, "1,2,3"]) + "\n")
+
+    done = project.materialize(HOUR, extra_env={"FLOWS_SOURCE": "csv", "FLOWS_SOURCE_ROOT": str(root)})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(HOUR).label}"
+    total = es_client.search(index=alias, size=0, aggs={"bytes": {"sum": {"field": "network.bytes"}}})
+    assert total["hits"]["total"]["value"] == 20
+    assert total["aggregations"]["bytes"]["value"] == sum(1000 * i for i in range(20))
+    assert [(q["reason"], q["source_row"]) for q in quarantine_of(project, HOUR)] == [
+        ("expected 10 columns, found 3", 22)
+    ]

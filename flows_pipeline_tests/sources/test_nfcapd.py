@@ -1,0 +1,224 @@
+"""nfcapd files made by nfdump's own nfpcapd, read by the pipeline, checked against nfdump itself."""
+
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from dagster import DagsterEventType
+
+from flows_pipeline.hour import hour_of
+from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
+from flows_pipeline.sources.source_reader import _batches
+from flows_pipeline_tests.pcap_writer import Packet, write_pcap
+
+T0 = hour_of("2021-10-28-03:00").start.timestamp()
+NFDUMP_ENV = {"TZ": "UTC", "PATH": "/usr/bin:/bin"}
+
+
+def traffic() -> list[Packet]:
+    packets = []
+    for i in range(40):  # the 03:00 hour: short TCP and UDP flows of one to three packets
+        start = T0 + 60 + i * 75
+        for k in range(1 + i % 3):
+            proto = 6 if i % 4 else 17
+            packets.append(
+                Packet(start + k, f"10.0.0.{1 + i % 5}", f"192.0.2.{1 + i % 9}", 40000 + i, 443, proto, 120 + 37 * i)
+            )
+    # first seen at 03:59:50, last at 04:00:40: exported, and so filed, after its hour
+    packets += [Packet(T0 + 3590 + 5 * k, "10.0.0.99", "198.51.100.7", 41000, 22, 6, 300) for k in range(11)]
+    for i in range(10):  # the 04:00 hour, from 04:10
+        packets += [
+            Packet(T0 + 4200 + i * 60 + k, "10.0.1.1", f"203.0.113.{i + 1}", 50000 + i, 53, 17, 90) for k in range(2)
+        ]
+    packets.append(Packet(T0 + 7300, "10.0.2.2", "203.0.113.200", 50500, 123, 17, 76))  # 05:01:40, flushes the rest
+    return packets
+
+
+@pytest.fixture(scope="module")
+def nfcapd_root(tmp_path_factory) -> Path:
+    """Real nfcapd files in nfcapd's -S 1 layout (YYYY/MM/DD/nfcapd.YYYYMMDDhhmm), plus a file being written."""
+    work = tmp_path_factory.mktemp("nfcapd")
+    write_pcap(work / "traffic.pcap", traffic())
+    root = work / "flows"
+    root.mkdir()
+    made = subprocess.run(
+        ["nfpcapd", "-r", str(work / "traffic.pcap"), "-w", str(root), "-S", "1", "-t", "300", "-e", "60,30"],
+        env=NFDUMP_ENV, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    files = sorted(root.rglob("nfcapd.2*"))
+    assert files and all(f.parent.relative_to(root).parts == ("2021", "10", "28") for f in files)
+    shutil.copy(files[0], files[0].parent / "nfcapd.current.4242")  # must never be read
+    return root
+
+
+def nfdump_flows_by_hour(root: Path) -> dict[str, list[int]]:
+    """[flows, packets, bytes] per hour of first-seen time, as nfdump prints the finished files."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for path in sorted(root.rglob("nfcapd.2*")):
+        out = subprocess.run(
+            ["nfdump", "-r", str(path), "-q", "-o", "fmt:%ts|%pkt|%byt"], env=NFDUMP_ENV, capture_output=True, text=True
+        ).stdout
+        for line in out.splitlines():
+            if "|" not in line:
+                continue  # "No matching flows"
+            first, packets, octets = (part.strip() for part in line.split("|"))
+            seen = datetime.strptime(first, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+            counts = totals[seen.strftime("%Y-%m-%d-%H:00")]
+            counts[0] += 1
+            counts[1] += int(packets)
+            counts[2] += int(octets)
+    return totals
+
+
+def nfdump_window_summary(root: Path, window: str) -> tuple[int, int, int]:
+    """nfdump's own summary (-s) of the flows inside a time window: flows, packets, bytes."""
+    out = subprocess.run(
+        ["nfdump", "-R", str(root), "-t", window, "-s", "proto/bytes"], env=NFDUMP_ENV, capture_output=True, text=True
+    ).stdout
+    found = re.search(r"total flows: (\d+), total bytes: (\d+), total packets: (\d+)", out)
+    return int(found.group(1)), int(found.group(3)), int(found.group(2))
+
+
+def file_holding(root: Path, address: str) -> Path:
+    for path in sorted(root.rglob("nfcapd.2*")):
+        printed = subprocess.run(
+            ["nfdump", "-r", str(path), "-q", "-o", "fmt:%sa"], env=NFDUMP_ENV, capture_output=True
+        )
+        if address.encode() in printed.stdout:
+            return path
+    raise AssertionError(f"no file holds a flow from {address}")
+
+
+def es_totals(es_client, alias: str) -> list[int]:
+    response = es_client.search(
+        index=alias,
+        size=0,
+        track_total_hits=True,
+        aggs={"packets": {"sum": {"field": "network.packets"}}, "bytes": {"sum": {"field": "network.bytes"}}},
+    )
+    aggs = response["aggregations"]
+    return [response["hits"]["total"]["value"], int(aggs["packets"]["value"]), int(aggs["bytes"]["value"])]
+
+
+def nfcapd_env(project, root: Path, **extra: str) -> dict[str, str]:
+    return {"FLOWS_SOURCE": "nfcapd", "FLOWS_SOURCE_ROOT": str(root), **extra}
+
+
+def latest_metadata(project, asset: str) -> dict:
+    with project.instance() as instance:
+        entries = instance.all_logs(project.latest_run_id(), of_type=DagsterEventType.ASSET_MATERIALIZATION)
+    for entry in entries:
+        materialization = entry.dagster_event.event_specific_data.materialization
+        if materialization.asset_key.to_user_string() == asset:
+            return {key: value.value for key, value in materialization.metadata.items()}
+    raise AssertionError(f"no materialization of {asset}")
+
+
+def test_an_hour_of_nfcapd_files_matches_what_nfdump_reports(project, es_client, nfcapd_root):
+    expected = nfdump_flows_by_hour(nfcapd_root)
+    assert expected["2021-10-28-03:00"][0] == 41  # 40 flows and the one filed after its hour
+
+    done = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-03:00').label}"
+    assert es_totals(es_client, alias) == expected["2021-10-28-03:00"]
+    assert es_client.count(index=alias, query={"term": {"source.ip": "10.0.0.99"}})["count"] == 1  # the late one
+
+    # the 04:00 hour reads the late flow's file too, and counts it as another hour's, not as bad data:
+    done = project.materialize("2021-10-28-04:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert done.returncode == 0, done.stdout[-3000:]
+    table = latest_metadata(project, "flow_table")
+    # the 03:59:50 flow filed at 04:10, and the 05:01 flow of a file read within the lag
+    assert (table["quarantined"], table["outside_hour"]) == (0, 2)
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-04:00').label}"
+    assert es_totals(es_client, alias) == expected["2021-10-28-04:00"]
+    # an hour whose flows all end inside it: nfdump's own window summary agrees exactly
+    assert tuple(expected["2021-10-28-04:00"]) == nfdump_window_summary(
+        nfcapd_root, "2021/10/28.04:00:00-2021/10/28.04:59:59"
+    )
+
+
+def test_a_flow_arriving_after_the_lag_is_left_to_a_later_rerun(project, es_client, nfcapd_root):
+    late_file = file_holding(nfcapd_root, "10.0.0.99")
+    lag_minutes = 1  # shorter than the late file's distance from 04:00
+    assert late_file.name > "nfcapd.202110280400"
+    done = project.materialize(
+        "2021-10-28-03:00", extra_env=nfcapd_env(project, nfcapd_root, FLOWS_SOURCE_LAG_MINUTES=str(lag_minutes))
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-03:00').label}"
+    assert es_client.count(index=alias)["count"] == 40
+
+
+def test_a_truncated_file_fails_the_run_naming_it_or_is_skipped_when_configured(
+    project, es_client, nfcapd_root, tmp_path
+):
+    root = tmp_path / "flows"
+    shutil.copytree(nfcapd_root, root)
+    victim = sorted(p for p in root.rglob("nfcapd.20211028031*"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+
+    failed = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
+    assert failed.returncode != 0
+    assert f"flow file {victim} is unreadable" in failed.stdout + failed.stderr
+
+    skipped = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, root, FLOWS_BAD_FILES="skip"))
+    assert skipped.returncode == 0, skipped.stdout[-3000:]
+    raw = latest_metadata(project, "raw_flows")
+    assert raw["files_skipped"] == 1 and str(victim) in raw["skipped_files"]
+
+
+def test_an_hour_without_files_fails_clearly_or_indexes_empty_when_configured(project, es_client, nfcapd_root):
+    failed = project.materialize("2021-10-28-09:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert failed.returncode != 0
+    assert "no nfcapd files for hour 2021-10-28-09:00" in failed.stdout + failed.stderr
+
+    empty = project.materialize(
+        "2021-10-28-09:00", extra_env=nfcapd_env(project, nfcapd_root, FLOWS_EMPTY_HOUR="empty")
+    )
+    assert empty.returncode == 0, empty.stdout[-3000:]
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-09:00').label}"
+    assert es_client.count(index=alias)["count"] == 0
+
+
+def _python_path(texts: list[bytes], source: str) -> pa.RecordBatch:
+    batches = list(_batches((nfdump_received(source, 1 + i, text) for i, text in enumerate(texts)), 10**6))
+    assert len(batches) == 1 and batches[0].rejected.num_rows == 0
+    return batches[0].raw
+
+
+def test_arrow_reads_nfdump_blocks_exactly_as_the_record_by_record_path(nfcapd_root):
+    blocks = [(path, texts) for path in sorted(nfcapd_root.rglob("nfcapd.2*")) for texts in nfcapd_record_blocks(path)]
+    assert sum(len(texts) for _, texts in blocks) > 40
+    for path, texts in blocks:
+        fast = nfdump_batch(texts, str(path), 1)
+        assert fast is not None, f"nfdump's own output of {path} left the fast path"
+        assert fast.equals(_python_path(texts, str(path)))
+    assert any(pc.max(nfdump_batch(texts, "f", 1).column("tcp_flags")).as_py() for _, texts in blocks)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("src_port", "3000000000", "src_port out of range"),  # beyond int32
+        ("first", '"yesterday"', "Invalid isoformat"),
+        ("src4_addr", '""', None),  # empty: the Python path reads the IPv6 field instead
+        ("proto", '"tcp"', None),  # a protocol name: the Python path maps it
+        ("in_bytes", "1.5", "non-integer bytes"),
+    ],
+)
+def test_a_block_with_an_odd_record_is_read_record_by_record(nfcapd_root, field, value, reason):
+    path = sorted(nfcapd_root.rglob("nfcapd.2*"))[0]
+    texts = next(nfcapd_record_blocks(path))
+    odd = re.sub(rb'"%s" : [^,\n]*' % field.encode(), b'"%s" : %s' % (field.encode(), value.encode()), texts[1])
+    assert odd != texts[1]
+    assert nfdump_batch([texts[0], odd, *texts[2:]], str(path), 1) is None
+    received = nfdump_received(str(path), 2, odd)
+    assert (received.reason is None) if reason is None else (reason in received.reason)

@@ -1,0 +1,120 @@
+"""Test support that is not a fixture: the project's paths, an isolated project to run the CLI in,
+and small helpers for event logs and settings built from the resources' defaults."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagster import DagsterEventType, DagsterInstance
+
+from flows_pipeline.es.bulk_sender import BulkRetry
+from flows_pipeline.es.connection import ConnectionSettings
+from flows_pipeline.es.index_lifecycle import IndexLayout
+from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource
+
+PROJECT = Path(__file__).resolve().parent.parent
+ES_URL = os.environ.get("ES_URL", f"http://127.0.0.1:{os.environ.get('ES_PORT', '9200')}")
+
+
+def connection_settings(url: str = ES_URL) -> ConnectionSettings:
+    """The resource's connection settings (its defaults) for `url`."""
+    return FlowsElasticsearch(url=url).connection()
+
+
+def index_layout(prefix: str) -> IndexLayout:
+    """The resource's index layout (its defaults) under `prefix`."""
+    return FlowsElasticsearch(index_prefix=prefix).layout
+
+
+def bulk_retry(max_retries: int, initial_backoff_s: float = 0.5) -> BulkRetry:
+    """A retry policy with the resource's longest backoff."""
+    return FlowsElasticsearch(max_retries=max_retries, retry_initial_backoff_s=initial_backoff_s).retry
+
+
+def synthetic_source(rows: int):
+    """The resource's source settings for a synthetic hour of `rows` flows."""
+    return FlowSource(synthetic_rows_per_hour=rows).settings()
+
+
+@dataclass
+class Project:
+    """An isolated DAGSTER_HOME and storage root, and the environment a run sees."""
+
+    home: Path
+    storage: Path
+    env: dict[str, str]
+
+    cwd = PROJECT
+
+    @staticmethod
+    def command(partition: str, *, config_json: str | None = None, select: str = "*") -> list[str]:
+        command = [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset", "materialize", "-m", "flows_pipeline.definitions", "--select", select, "--partition", partition,
+        ]  # fmt: skip
+        return command + (["--config-json", config_json] if config_json else [])
+
+    def materialize(self, partition: str, *, config_json: str | None = None, select: str = "*", extra_env=None):
+        return subprocess.run(
+            self.command(partition, config_json=config_json, select=select),
+            cwd=PROJECT,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.from_config(str(self.home))
+
+    def latest_run_id(self) -> str:
+        with self.instance() as instance:
+            return instance.get_runs(limit=1)[0].run_id
+
+    def step_intervals(self, run_id: str) -> dict[str, tuple[float, float]]:
+        """step key -> (start, end) from the run's event log."""
+        starts: dict[str, float] = {}
+        intervals: dict[str, tuple[float, float]] = {}
+        with self.instance() as instance:
+            for entry in instance.all_logs(run_id):
+                event = entry.dagster_event
+                if event is None or event.step_key is None:
+                    continue
+                if event.event_type == DagsterEventType.STEP_START:
+                    starts[event.step_key] = entry.timestamp
+                elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
+                    intervals[event.step_key] = (starts[event.step_key], entry.timestamp)
+        return intervals
+
+
+def max_overlap(intervals) -> int:
+    """Most intervals open at one moment."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    peak = running = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def make_project(root: Path, index_prefix: str) -> Project:
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "ES_URL": ES_URL,
+        "FLOWS_STORAGE_ROOT": str(root / "tables"),
+        "FLOWS_INDEX_PREFIX": index_prefix,
+        # small hours cut into several chunks, so the fan-out really fans out
+        "FLOWS_SYNTHETIC_ROWS": "20000",
+        "FLOWS_ROW_GROUP_ROWS": "2500",
+        "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": "2",
+    }
+    return Project(home=home, storage=root / "tables", env=env)
