@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup system-packages es-up es-down es-status demo test ui lint bench bench-quick clean-data
+.PHONY: setup system-packages es-up es-down es-status demo test test-unit ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -43,6 +43,10 @@ demo: setup es-up
 
 test: setup es-up
 	$(BIN)/pytest -q
+
+# every test that needs no Elasticsearch node (the `elasticsearch` marker is set in conftest.py)
+test-unit: setup
+	$(BIN)/pytest -q -m "not elasticsearch"
 
 ui: setup es-up
 	$(BIN)/dagster dev -w workspace.yaml
