@@ -38,8 +38,8 @@ def index_prefix(es_client: Elasticsearch):
     """A prefix of this test session's own, so tests never touch the demo's `flows` indices."""
     prefix = f"flowstest{uuid.uuid4().hex[:8]}"
     yield prefix
-    es_client.indices.delete(index=f"{prefix}*", expand_wildcards="all", ignore_unavailable=True)
-    es_client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-hourly")
+    es_client.indices.delete(index=f"{prefix}*,summary-{prefix}*", expand_wildcards="all", ignore_unavailable=True)
+    es_client.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}*")
 
 
 @pytest.fixture

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance
+from elasticsearch import Elasticsearch
 
 from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.connection import ConnectionSettings
-from flows_pipeline.es.index_lifecycle import IndexLayout
+from flows_pipeline.es.index_layout import IndexLayout
+from flows_pipeline.es.index_lifecycle import bucket_mappings
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -26,9 +28,16 @@ def connection_settings(url: str = ES_URL) -> ConnectionSettings:
     return FlowsElasticsearch(url=url).connection()
 
 
-def index_layout(prefix: str) -> IndexLayout:
+def index_layout(prefix: str, bucket: str = "day") -> IndexLayout:
     """The resource's index layout (its defaults) under `prefix`."""
-    return FlowsElasticsearch(index_prefix=prefix).layout
+    return FlowsElasticsearch(index_prefix=prefix, bucket=bucket).layout
+
+
+def flow_test_index(client: Elasticsearch, name: str) -> str:
+    """A plain index with the flow mapping, for tests of bulk sending (not a bucket: no aliases)."""
+    client.options(ignore_status=404).indices.delete(index=name)
+    client.indices.create(index=name, mappings=bucket_mappings(), settings={"number_of_replicas": 0})
+    return name
 
 
 def bulk_retry(max_retries: int, initial_backoff_s: float = 0.5) -> BulkRetry:
@@ -118,3 +127,13 @@ def make_project(root: Path, index_prefix: str) -> Project:
         "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": "2",
     }
     return Project(home=home, storage=root / "tables", env=env)
+
+
+def rows_in(client: Elasticsearch, target: str) -> tuple[int, int | None, int | None]:
+    """(documents, smallest and largest event.sequence) through an alias: with ids unique per row of the
+    attempt, N documents with sequences 0..N-1 are each row of the hour exactly once."""
+    client.indices.refresh(index=target)
+    aggs = {"first": {"min": {"field": "event.sequence"}}, "last": {"max": {"field": "event.sequence"}}}
+    found = client.search(index=target, size=0, track_total_hits=True, aggs=aggs)
+    first, last = (found["aggregations"][name]["value"] for name in ("first", "last"))
+    return found["hits"]["total"]["value"], None if first is None else int(first), None if last is None else int(last)

@@ -44,7 +44,7 @@ def main(partition_keys: list[str]) -> None:
         print(f"\n{key}  materialized in {time.monotonic() - started:.1f} s")
         print(f"  flow_table rows      {rows:>12,}")
         print(f"  documents in {alias}  {count(client, alias):>12,}")
-        print(f"  index                {published_index(client, es.layout, hour)}")
+        print(f"  bucket index         {published_index(client, es.layout, hour)}")
         print("  top 5 talkers by bytes:")
         for ip, sent in top_talkers(client, alias):
             print(f"    {ip:<40} {sent:>16,} bytes")

@@ -23,8 +23,8 @@ from flows_pipeline.es.flow_mapping import es_properties
 MB = 2**20
 
 _HEAP_FIELD = "nodes.*.jvm.mem.heap_used_in_bytes"
-# What the pipeline's attempt index uses while loading (index_lifecycle.create_attempt_index):
-# one shard, no replica, no refresh. Given to every method's index so only the client differs.
+# What the pipeline's bucket index uses (index_lifecycle.bucket_settings, with the defaults): one
+# shard, no replica, no refresh. Given to every method's index so only the client differs.
 LOAD_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"}
 
 

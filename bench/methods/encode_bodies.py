@@ -17,11 +17,16 @@ from pathlib import Path
 
 from _common import Stopwatch, report
 
-from flows_pipeline.es.chunk_loading import BulkLimits, chunk_bodies
+from flows_pipeline.es.chunk_loading import BulkLimits, ChunkTask, chunk_bodies
 from flows_pipeline.es.chunk_plan import plan_chunks
+from flows_pipeline.es.index_lifecycle import LoadAttempt
 from flows_pipeline.orchestration.resources import FlowsElasticsearch
 
 MANIFEST = "manifest.json"
+# the documents carry an attempt token and attempt-prefixed ids like the pipeline's (same bytes)
+CEILING_ATTEMPT = LoadAttempt(
+    alias="ceiling", bucket="ceiling", token="2021.10.28-00-ceiling0-1635379200000", id_prefix="ceiling0-2800-"
+)
 
 
 def main() -> None:
@@ -38,7 +43,7 @@ def main() -> None:
     write_s = 0.0
     clock = Stopwatch()
     for chunk in plan_chunks(Path(args.table), 4, defaults.max_row_groups_per_chunk):
-        for body in chunk_bodies(chunk, limits):
+        for body in chunk_bodies(ChunkTask(CEILING_ATTEMPT, chunk), limits):
             started = time.monotonic()
             name = f"body-{len(bodies):06d}.ndjson"
             (out / name).write_bytes(body.payload)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from flows_pipeline.errors import ConfigurationError
+from flows_pipeline.es.flow_mapping import ATTEMPT_FIELD
 from flows_pipeline.hour import MS_PER_HOUR
 
 
@@ -66,10 +67,19 @@ def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.fill_null(text, "null")
 
 
-def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
-    """One element per row: its `index` action line and its document line, both newline-ended."""
+def encode_lines(batch: pa.RecordBatch, first_row: int, id_prefix: str, attempt: str) -> pa.LargeStringArray:
+    """One element per row: its `index` action line and its document line, both newline-ended.
+
+    The document's `_id` is `id_prefix` + its row number in the hour, its `event.sequence` the row
+    number, its `flows.attempt` the load attempt (both prefix and attempt are plain ASCII tokens).
+    """
     ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
-    pieces: list = ['{"index":{"_id":"', ids, '"}}\n{"event.sequence":', ids]
+    pieces: list = [
+        f'{{"index":{{"_id":"{id_prefix}',
+        ids,
+        f'"}}}}\n{{"{ATTEMPT_FIELD}":"{attempt}","event.sequence":',
+        ids,
+    ]
     for i, name in enumerate(batch.schema.names):
         column = batch.column(i)
         if pa.types.is_string(column.type) and column.null_count == 0:

@@ -78,11 +78,16 @@ class BulkRetry:
 
 
 class BulkSender:
-    def __init__(self, client: Elasticsearch, index: str, max_in_flight: int, retry: BulkRetry) -> None:
+    def __init__(
+        self, client: Elasticsearch, index: str, max_in_flight: int, retry: BulkRetry, require_alias: bool = False
+    ) -> None:
+        """`index`: the target; with `require_alias` it must be an alias, so a request to one that was
+        removed is refused (per item) instead of auto-creating an index of that name."""
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._client = client
         self._index = index
+        self._require_alias = require_alias
         self._max_in_flight = max_in_flight
         self._retry = retry
 
@@ -108,7 +113,9 @@ class BulkSender:
             tally.requests += 1
             tally.bytes_sent += len(payload)
             try:
-                response = self._client.bulk(index=self._index, operations=payload, filter_path=outcomes)
+                response = self._client.bulk(
+                    index=self._index, operations=payload, filter_path=outcomes, require_alias=self._require_alias
+                )
             except (ApiError, TransportError) as err:
                 error = self._classify(err, body, retries)
                 if not error.retryable or retries >= self._retry.max_retries:

@@ -20,6 +20,7 @@ from flows_pipeline.errors import TerminalError
 from flows_pipeline.es.bulk_encoding import BulkBody, assemble_bodies, encode_lines
 from flows_pipeline.es.bulk_sender import BulkRetry, BulkSender
 from flows_pipeline.es.chunk_plan import ChunkSpec
+from flows_pipeline.es.index_lifecycle import AttemptReplacedError, LoadAttempt
 from flows_pipeline.tables.row_groups import read_batches
 
 
@@ -27,7 +28,7 @@ from flows_pipeline.tables.row_groups import read_batches
 class ChunkTask:
     """What the plan step hands each index_chunk step: where to read, where to write."""
 
-    index: str
+    attempt: LoadAttempt
     chunk: ChunkSpec
 
 
@@ -58,24 +59,33 @@ class BulkLimits:
     max_in_flight: int  # bodies encoded-and-unsent or in flight at once
 
 
-def chunk_bodies(chunk: ChunkSpec, limits: BulkLimits) -> Iterator[BulkBody]:
+def chunk_bodies(task: ChunkTask, limits: BulkLimits) -> Iterator[BulkBody]:
     """The chunk's bulk bodies, in row order, encoded one read batch at a time."""
-    if chunk.rows == 0:
+    if task.chunk.rows == 0:
         return iter(())
-    return assemble_bodies(_encoded_batches(chunk, READ_BATCH_ROWS), limits.max_bytes, limits.max_docs)
+    return assemble_bodies(_encoded_batches(task, READ_BATCH_ROWS), limits.max_bytes, limits.max_docs)
 
 
-def _encoded_batches(chunk: ChunkSpec, batch_rows: int) -> Iterator[tuple[int, pa.LargeStringArray]]:
+def _encoded_batches(task: ChunkTask, batch_rows: int) -> Iterator[tuple[int, pa.LargeStringArray]]:
+    chunk, attempt = task.chunk, task.attempt
     first_row = chunk.first_row
     for batch in read_batches(chunk.table_path, batch_rows=batch_rows, row_groups=chunk.row_groups):
-        yield first_row, encode_lines(batch, first_row)
+        yield first_row, encode_lines(batch, first_row, attempt.id_prefix, attempt.token)
         first_row += batch.num_rows
 
 
 def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retry: BulkRetry) -> ChunkResult:
     """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected."""
     started = time.monotonic()
-    tally = BulkSender(client, task.index, limits.max_in_flight, retry).send_all(chunk_bodies(task.chunk, limits))
+    # through the attempt's alias, which must exist: a removed attempt is refused, never auto-created
+    sender = BulkSender(client, task.attempt.alias, limits.max_in_flight, retry, require_alias=True)
+    tally = sender.send_all(chunk_bodies(task, limits))
+    if tally.failed and any("require_alias" in reason for reason in tally.reasons):
+        raise AttemptReplacedError(
+            f"{task.chunk.key}: attempt {task.attempt.alias} is gone while it was loading: a later run of this "
+            "hour published it (this load is not needed), or someone removed the alias. Nothing was auto-created; "
+            "re-materialize the hour if no other run published it"
+        )
     return ChunkResult(
         task=task,
         indexed=tally.indexed,
@@ -111,8 +121,8 @@ class HourLoad:
     results: tuple[ChunkResult, ...]
 
     @property
-    def index(self) -> str:
-        return self.results[0].task.index
+    def attempt(self) -> LoadAttempt:
+        return self.results[0].task.attempt
 
     @property
     def table_path(self) -> str:

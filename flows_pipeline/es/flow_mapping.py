@@ -6,10 +6,15 @@ guessed type. Types follow ECS (`ip`, `date`, `long`, `keyword` for identifiers)
 
 from __future__ import annotations
 
+# The load attempt a document was written by (index_lifecycle.LoadAttempt.token): the hour alias
+# and the read alias select documents of published attempts by it. Not ECS: the project's own.
+ATTEMPT_FIELD = "flows.attempt"
+
 ES_FIELD_TYPES: dict[str, str] = {
-    # the row's number within the hour; also its document _id (see bulk_encoding), which is what
-    # makes "no duplicate documents" checkable: ES keeps _id unique, so sequences are unique too
+    # the row's number within the hour; also the end of its document _id (see bulk_encoding), which
+    # is what makes "no duplicate documents" checkable: ES keeps _id unique, so sequences are too
     "event.sequence": "long",
+    ATTEMPT_FIELD: "keyword",
     "@timestamp": "date",
     "event.end": "date",
     "event.duration": "long",

@@ -1,10 +1,15 @@
 """The hour's summary as documents of the summary index, which dashboards read.
 
-Ids are hour/kind/key, so re-running an hour replaces its documents; those the new summary no
-longer has are deleted in the same bulk request.
+The summary follows the hour: it is written only when it agrees with the hour's published flows
+(its totals against Elasticsearch's own aggregation through the hour alias), so no summary stands
+for an hour whose index does not exist or holds other totals. Ids are hour/kind/key, so
+re-running an hour replaces its documents; those the new summary no longer has are deleted in
+the same bulk request. The index (`summary-<prefix>`) lies outside the flow indices' names.
 """
 
 from __future__ import annotations
+
+from dataclasses import astuple, dataclass
 
 import pyarrow as pa
 from elasticsearch import Elasticsearch
@@ -26,14 +31,55 @@ _SUMMARY_MAPPING = {
 }
 
 
-def summary_index_name(prefix: str) -> str:
-    return f"{prefix}-summary"
+# Elasticsearch sums `long` fields in doubles: exact below 2^53, within a double's rounding above
+_EXACT_BELOW = 2**53
+
+
+@dataclass(frozen=True)
+class Totals:
+    flows: int
+    bytes: int
+    packets: int
+
+    def agrees_with(self, other: Totals) -> bool:
+        return all(_same(a, b) for a, b in zip(astuple(self), astuple(other), strict=True))
+
+
+def _same(a: int, b: int) -> bool:
+    return a == b if max(a, b) < _EXACT_BELOW else abs(a - b) <= max(a, b) * 2**-52
+
+
+def summary_totals(summary: pa.Table) -> Totals:
+    """The hour's totals from its summary (the per-transport rows add up to the whole hour)."""
+    rows = [r for r in summary.to_pylist() if r["kind"] == "transport"]
+    return Totals(*(sum(r[c] for r in rows) for c in COUNTERS))
+
+
+def index_totals(client: Elasticsearch, hour_alias: str) -> Totals | None:
+    """The same totals as Elasticsearch counts them through the hour alias; None if the hour is not published."""
+    if not client.indices.exists_alias(name=hour_alias):
+        return None
+    response = client.search(
+        index=hour_alias,
+        size=0,
+        track_total_hits=True,
+        aggs={"bytes": {"sum": {"field": "network.bytes"}}, "packets": {"sum": {"field": "network.packets"}}},
+    )
+    aggs = response["aggregations"]
+    return Totals(response["hits"]["total"]["value"], int(aggs["bytes"]["value"]), int(aggs["packets"]["value"]))
+
+
+def ensure_summary_index(client: Elasticsearch, index: str, replicas: int) -> None:
+    if not client.indices.exists(index=index):
+        client.options(ignore_status=400).indices.create(
+            index=index,
+            mappings=_SUMMARY_MAPPING,
+            settings={"number_of_shards": 1, "number_of_replicas": replicas, "default_pipeline": "_none"},
+        )
 
 
 def index_summary(client: Elasticsearch, index: str, hour: Hour, summary: pa.Table) -> int:
     """Replace the hour's summary documents: ids are hour/kind/key, stale ones are deleted."""
-    if not client.indices.exists(index=index):
-        client.indices.create(index=index, mappings=_SUMMARY_MAPPING, settings={"number_of_shards": 1})
     docs = {f"{hour.key}/{row['kind']}/{row['key']}": row for row in summary.to_pylist()}
     existing = client.search(index=index, query={"term": {"hour": hour.key}}, size=10_000, _source=False)["hits"][
         "hits"

@@ -24,11 +24,21 @@ from pydantic import Field
 from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.chunk_loading import BulkLimits
 from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
-from flows_pipeline.es.index_lifecycle import IndexLayout
+from flows_pipeline.es.index_layout import BucketSpan, IndexLayout
 from flows_pipeline.hour import Hour
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
 
 DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
+
+
+# an hour's table folders under the storage root -> the asset whose partition materializes them
+TABLE_FOLDERS = {
+    "raw_flows": "raw_flows",
+    "raw_quarantine": "raw_flows",
+    "flow_table": "flow_table",
+    "flow_quarantine": "flow_table",
+    "flow_summary": "flow_summary",
+}
 
 
 class FlowStorage(ConfigurableResource):
@@ -40,8 +50,24 @@ class FlowStorage(ConfigurableResource):
         description="Rows per Parquet row group: the unit a chunk is made of, and what a reader holds at once.",
     )
 
+    @property
+    def root_path(self) -> Path:
+        return Path(self.root).resolve()
+
     def table_path(self, asset: str, hour: Hour) -> Path:
-        return Path(self.root).resolve() / asset / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+        return self.root_path / asset / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+
+
+class FlowRetention(ConfigurableResource):
+    """How long hours are kept (orchestration/retention_job.py)."""
+
+    days: int = Field(
+        default=30,
+        description=(
+            "Days an hour is kept after its end, UTC wall-clock time (FLOWS_RETENTION_DAYS); 0 keeps everything. "
+            "Buckets go once all their hours have: with week buckets up to a week more is kept."
+        ),
+    )
 
 
 class FlowSource(ConfigurableResource):
@@ -89,8 +115,15 @@ class FlowsElasticsearch(ConfigurableResource):
     verify_certs: bool = Field(default=True, description="Verify the cluster's TLS certificate.")
     request_timeout_s: float = Field(default=120.0, description="Timeout of one request (a bulk body), s.")
     index_prefix: str = Field(default="flows", description="Read alias; hourly aliases are <prefix>-YYYY.MM.DD-HH.")
-    shards: int = Field(default=1, description="Primary shards per hourly index.")
-    replicas: int = Field(default=0, description="Replicas once an hour is published (none while loading).")
+    bucket: BucketSpan = Field(
+        default="day",
+        description=(
+            "Hours that share one index (FLOWS_INDEX_BUCKET): day, or week for small sites. Sizing rule in "
+            "es/index_layout.py: a shard per ~200M flows or ~40 GB."
+        ),
+    )
+    shards: int = Field(default=1, description="Primary shards per bucket index (FLOWS_INDEX_SHARDS).")
+    replicas: int = Field(default=0, description="Replicas of every bucket index (FLOWS_INDEX_REPLICAS).")
     bulk_max_bytes: int = Field(default=5 * 1024 * 1024, description="Cap of one bulk request body, bytes.")
     bulk_max_docs: int = Field(default=10_000, description="Cap of documents in one bulk request.")
     max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
@@ -134,7 +167,7 @@ class FlowsElasticsearch(ConfigurableResource):
 
     @property
     def layout(self) -> IndexLayout:
-        return IndexLayout(prefix=self.index_prefix, shards=self.shards, replicas=self.replicas)
+        return IndexLayout(prefix=self.index_prefix, bucket=self.bucket, shards=self.shards, replicas=self.replicas)
 
     @property
     def retry(self) -> BulkRetry:
@@ -152,6 +185,7 @@ class FlowsElasticsearch(ConfigurableResource):
 # environment variable -> (resource field, how it is passed): "env" as an EnvVar read when a step
 # starts (URLs, secrets, sizes), "value" as the value itself (choices, validated when loaded)
 _STORAGE_ENV = {"FLOWS_STORAGE_ROOT": ("root", "env"), "FLOWS_ROW_GROUP_ROWS": ("row_group_rows", "int")}
+_RETENTION_ENV = {"FLOWS_RETENTION_DAYS": ("days", "int")}
 _SOURCE_ENV = {
     "FLOWS_SOURCE": ("kind", "value"),
     "FLOWS_SOURCE_ROOT": ("root", "env"),
@@ -167,6 +201,8 @@ _ELASTICSEARCH_ENV = {
     "ES_PASSWORD": ("password", "env"),
     "ES_CA_CERTS": ("ca_certs", "env"),
     "FLOWS_INDEX_PREFIX": ("index_prefix", "env"),
+    "FLOWS_INDEX_BUCKET": ("bucket", "value"),
+    "FLOWS_INDEX_SHARDS": ("shards", "int"),
     "FLOWS_INDEX_REPLICAS": ("replicas", "int"),
     "FLOWS_MAX_ROW_GROUPS_PER_CHUNK": ("max_row_groups_per_chunk", "int"),
     "FLOWS_BULK_MAX_BYTES": ("bulk_max_bytes", "int"),
@@ -215,6 +251,7 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
         "storage": FlowStorage(**_from_env(environ, _STORAGE_ENV)),
         "source": FlowSource(**_from_env(environ, _SOURCE_ENV)),
         "es": FlowsElasticsearch(**(local | _from_env(environ, _ELASTICSEARCH_ENV))),
+        "retention": FlowRetention(**_from_env(environ, _RETENTION_ENV)),
     }
 
 

@@ -32,7 +32,7 @@ def _warm_up() -> None:
     """One tiny synthetic batch through normalization and bulk encoding; a client object (no request)."""
     hour = hour_of(FIRST_HOUR_KEY)
     flows = normalize(next(synthetic_batches(hour, rows=64)), hour).flows
-    for _ in assemble_bodies([(0, encode_lines(flows, 0))], max_bytes=1 << 20, max_docs=64):
+    for _ in assemble_bodies([(0, encode_lines(flows, 0, "warm-up-", "warm-up"))], max_bytes=1 << 20, max_docs=64):
         pass
     Elasticsearch("http://127.0.0.1:9200").close()
 

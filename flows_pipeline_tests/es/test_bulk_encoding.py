@@ -13,6 +13,8 @@ from flows_pipeline.tables.normalizer import normalize
 
 HOUR = hour_of("2021-10-28-03:00")
 
+ID_PREFIX, ATTEMPT = "abcdef12-2803-", "2021.10.28-03-abcdef12-1635390000000"
+
 
 def flows(rows: int) -> pa.RecordBatch:
     return normalize(next(synthetic_batches(HOUR, rows)), HOUR).flows
@@ -20,24 +22,25 @@ def flows(rows: int) -> pa.RecordBatch:
 
 def test_lines_are_bulk_actions_and_documents_with_row_ids():
     batch = flows(50)
-    lines = encode_lines(batch, first_row=1000).to_pylist()
+    lines = encode_lines(batch, 1000, ID_PREFIX, ATTEMPT).to_pylist()
     expected = batch.to_pylist()
     for i, line in enumerate(lines):
         action, document, end = line.split("\n")
         assert end == ""
-        assert orjson.loads(action) == {"index": {"_id": str(1000 + i)}}
+        assert orjson.loads(action) == {"index": {"_id": f"{ID_PREFIX}{1000 + i}"}}
         doc = orjson.loads(document)
         assert doc["event.sequence"] == 1000 + i
+        assert doc["flows.attempt"] == ATTEMPT
         assert doc["source.ip"] == expected[i]["source.ip"]
         assert doc["network.bytes"] == expected[i]["network.bytes"]
         assert doc["@timestamp"] == expected[i]["@timestamp"].strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         assert doc["source.port"] == expected[i]["source.port"]  # None -> null for ICMP
 
 
-@pytest.mark.parametrize("max_bytes", [600, 4096, 100_000])
+@pytest.mark.parametrize("max_bytes", [900, 4096, 100_000])
 def test_bodies_never_exceed_the_byte_cap_and_keep_every_row(max_bytes):
     batch = flows(3000)
-    lines = encode_lines(batch, first_row=0)
+    lines = encode_lines(batch, 0, ID_PREFIX, ATTEMPT)
     bodies = list(assemble_bodies([(0, lines)], max_bytes=max_bytes, max_docs=10_000))
 
     assert all(len(b.payload) <= max_bytes for b in bodies)
@@ -47,13 +50,15 @@ def test_bodies_never_exceed_the_byte_cap_and_keep_every_row(max_bytes):
 
 
 def test_bodies_respect_the_document_cap():
-    bodies = list(assemble_bodies([(0, encode_lines(flows(1000), 0))], max_bytes=10**9, max_docs=300))
+    bodies = list(
+        assemble_bodies([(0, encode_lines(flows(1000), 0, ID_PREFIX, ATTEMPT))], max_bytes=10**9, max_docs=300)
+    )
     assert [b.docs for b in bodies] == [300, 300, 300, 100]
 
 
 def test_a_document_larger_than_the_cap_is_an_error_not_a_truncation():
     with pytest.raises(ValueError, match="bulk cap"):
-        list(assemble_bodies([(0, encode_lines(flows(10), 0))], max_bytes=100, max_docs=10))
+        list(assemble_bodies([(0, encode_lines(flows(10), 0, ID_PREFIX, ATTEMPT))], max_bytes=100, max_docs=10))
 
 
 @given(st.lists(st.one_of(st.none(), st.integers(-(10**13), 253402300799999)), max_size=200))
@@ -71,8 +76,8 @@ def test_timestamps_are_encoded_like_strftime(millis):
 
 def test_bodies_span_read_batches_so_small_batches_still_fill_requests():
     batch = flows(3000)
-    encoded = [(i, encode_lines(batch.slice(i, 50), i)) for i in range(0, 3000, 50)]
-    lines = [line.encode() for line in encode_lines(batch, 0).to_pylist()]
+    encoded = [(i, encode_lines(batch.slice(i, 50), i, ID_PREFIX, ATTEMPT)) for i in range(0, 3000, 50)]
+    lines = [line.encode() for line in encode_lines(batch, 0, ID_PREFIX, ATTEMPT).to_pylist()]
     whole = b"".join(lines)
     bodies = list(assemble_bodies(encoded, max_bytes=100_000, max_docs=1000))
 

@@ -8,10 +8,8 @@ from flows_pipeline.es.bulk_encoding import BulkBody
 from flows_pipeline.es.bulk_sender import BulkSender
 from flows_pipeline.es.cluster_errors import ClusterRefusedError, ClusterUnavailableError
 from flows_pipeline.es.connection import check_major, connect
-from flows_pipeline.es.index_lifecycle import create_attempt_index, swap_aliases
-from flows_pipeline.hour import hour_of
 from flows_pipeline_tests.fault_proxy import FaultProxy
-from flows_pipeline_tests.support import ES_URL, bulk_retry, connection_settings, index_layout
+from flows_pipeline_tests.support import ES_URL, bulk_retry, connection_settings, flow_test_index
 
 
 def numbered_body(first: int, count: int) -> BulkBody:
@@ -37,8 +35,7 @@ def test_wrong_server_major_is_a_clear_error():
 
 
 def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-05:00"), "rejects0")
+    index = flow_test_index(es_client, f"{index_prefix}-test-rejects0")
     body = (
         b'{"index":{"_id":"0"}}\n{"source.ip":"10.0.0.1","network.bytes":5}\n'
         b'{"index":{"_id":"1"}}\n{"source.ip":"10.0.0.1","surprise":"field"}\n'
@@ -52,8 +49,7 @@ def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
 
 
 def test_resending_a_body_never_duplicates(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-06:00"), "resend00")
+    index = flow_test_index(es_client, f"{index_prefix}-test-resend00")
     body = numbered_body(0, 100)
     sender = BulkSender(es_client, index, 2, bulk_retry(0))
     for _ in range(3):
@@ -63,8 +59,7 @@ def test_resending_a_body_never_duplicates(es_client, index_prefix):
 
 
 def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_duplicates(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-07:00"), "faults00")
+    index = flow_test_index(es_client, f"{index_prefix}-test-faults00")
     bodies = [numbered_body(start, 50) for start in range(0, 200, 50)]
     with FaultProxy(ES_URL, "/_bulk", [429, 503, "drop", 502]) as proxy:
         client = connect(connection_settings(proxy.url))
@@ -77,8 +72,7 @@ def test_throttled_unavailable_and_dropped_bulk_requests_are_retried_without_dup
 
 
 def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-09:00"), "items429")
+    index = flow_test_index(es_client, f"{index_prefix}-test-items429")
     # the short answer says some items failed; the resend for outcomes gets 429 for items 0, 2, 4, 6, 8
     with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429"]) as proxy:
         client = connect(connection_settings(proxy.url))
@@ -92,8 +86,7 @@ def test_items_throttled_with_429_are_resent_alone(es_client, index_prefix):
 
 
 def test_items_still_throttled_after_the_retries_fail_the_body(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-10:00"), "items430")
+    index = flow_test_index(es_client, f"{index_prefix}-test-items430")
     with FaultProxy(ES_URL, "/_bulk", ["errors", "items-429", "items-429"]) as proxy:
         client = connect(connection_settings(proxy.url))
         sender = BulkSender(client, index, 1, bulk_retry(1, 0.01))
@@ -105,8 +98,7 @@ def test_items_still_throttled_after_the_retries_fail_the_body(es_client, index_
 
 
 def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    index = create_attempt_index(es_client, layout, hour_of("2021-10-28-08:00"), "faults01")
+    index = flow_test_index(es_client, f"{index_prefix}-test-faults01")
     body = numbered_body(100, 1)
     with FaultProxy(ES_URL, "/_bulk", [429, 429, 429]) as proxy:
         client = connect(connection_settings(proxy.url))
@@ -115,17 +107,3 @@ def test_a_body_still_failing_after_its_retries_fails_naming_the_rows_and_index(
             match=f"index {index} for rows 100-100 after 2 retries: Elasticsearch at .* answered HTTP 429",
         ):
             BulkSender(client, index, 1, bulk_retry(2, 0.01)).send(body)
-
-
-def test_publishing_replaces_earlier_attempts_but_not_a_later_one_still_loading(es_client, index_prefix):
-    layout = index_layout(index_prefix)
-    hour = hour_of("2021-10-28-12:00")
-    earlier = create_attempt_index(es_client, layout, hour, "earlier0")
-    mine = create_attempt_index(es_client, layout, hour, "mine0000")
-    later = create_attempt_index(es_client, layout, hour, "later000")  # another run of the hour, loading
-
-    assert swap_aliases(es_client, layout, hour, mine) == [earlier]
-    assert list(es_client.indices.get_alias(name=layout.hour_alias(hour))) == [mine]
-    assert es_client.indices.exists(index=later, expand_wildcards="all")
-    assert not es_client.indices.exists(index=earlier, expand_wildcards="all")
-    assert swap_aliases(es_client, layout, hour, later) == [mine]  # the later run, when it publishes

@@ -9,7 +9,7 @@ from dagster import DagsterEventType
 
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.hour import hour_of
-from flows_pipeline_tests.support import max_overlap
+from flows_pipeline_tests.support import max_overlap, rows_in
 
 HOUR = "2021-10-28-03:00"
 
@@ -42,7 +42,12 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, e
             e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data.passed
             for e in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
         }
-    assert checks == {"documents_match_table": True, "no_duplicate_documents": True, "every_record_accounted_for": True}
+    assert checks == {
+        "documents_match_table": True,
+        "no_duplicate_documents": True,
+        "every_record_accounted_for": True,
+        "summary_agrees_with_index": True,
+    }
 
     for row_number in (0, 7_777, 19_999):
         source = es_client.get(index=alias, id=str(row_number))["_source"]
@@ -71,7 +76,7 @@ def test_flow_summary_agrees_with_the_flow_index(project, es_client):
     prefix = project.env["FLOWS_INDEX_PREFIX"]
     summary = {
         (hit["_source"]["kind"], hit["_source"]["rank"]): hit["_source"]
-        for hit in es_client.search(index=f"{prefix}-summary", query={"term": {"hour": HOUR}}, size=500)["hits"]["hits"]
+        for hit in es_client.search(index=f"summary-{prefix}", query={"term": {"hour": HOUR}}, size=500)["hits"]["hits"]
     }
     transports = [doc for (kind, _), doc in summary.items() if kind == "transport"]
     assert sum(doc["flows"] for doc in transports) == 20_000
@@ -83,25 +88,34 @@ def test_flow_summary_agrees_with_the_flow_index(project, es_client):
     assert (summary[("top_source", 1)]["key"], summary[("top_source", 1)]["bytes"]) == top
     # re-materializing replaces the hour's summary documents, it does not add to them
     assert project.materialize(HOUR, select="flow_summary").returncode == 0
-    es_client.indices.refresh(index=f"{prefix}-summary")
-    assert es_client.count(index=f"{prefix}-summary", query={"term": {"hour": HOUR}})["count"] == len(summary)
+    es_client.indices.refresh(index=f"summary-{prefix}")
+    assert es_client.count(index=f"summary-{prefix}", query={"term": {"hour": HOUR}})["count"] == len(summary)
+
+
+def bucket_of(alias: str) -> str:
+    """The day bucket of an hour alias: flowsX-2021.10.28-04 -> flowsX-day-2021.10.28."""
+    prefix, day, _ = alias.rsplit("-", 2)
+    return f"{prefix}-day-{day}"
+
+
+def attempt_aliases(es_client, alias: str) -> set[str]:
+    return set(es_client.indices.get_alias(name=f"{alias}-*", expand_wildcards="all")[bucket_of(alias)]["aliases"])
 
 
 def test_rematerializing_an_hour_replaces_it_without_duplicates_or_leftovers(project, es_client):
     alias = hour_alias(project, "2021-10-28-04:00")
     assert project.materialize("2021-10-28-04:00").returncode == 0
-    first_index = list(es_client.indices.get_alias(name=alias))
+    first_attempts = attempt_aliases(es_client, alias)
     done = project.materialize("2021-10-28-04:00")
     assert done.returncode == 0, done.stdout[-3000:]
 
-    second_index = list(es_client.indices.get_alias(name=alias))
-    assert first_index != second_index and len(second_index) == 1
-    attempts = es_client.indices.get(index=f"{alias}-*", expand_wildcards="all")
-    assert list(attempts) == second_index  # the previous attempt is gone
-    es_client.indices.refresh(index=alias)
-    assert es_client.count(index=alias)["count"] == 20_000
-    # ids are the table's row numbers: 20,000 documents with ids 0..19,999 means each row exactly once
-    assert es_client.exists(index=alias, id="19999") and not es_client.exists(index=alias, id="20000")
+    second_attempts = attempt_aliases(es_client, alias)
+    assert len(first_attempts) == len(second_attempts) == 1 and first_attempts != second_attempts  # the old one is gone
+    assert rows_in(es_client, alias) == (20_000, 0, 19_999)  # each row of the hour exactly once
+    es_client.indices.refresh(index=bucket_of(alias))
+    in_the_hour = {"range": {"@timestamp": {"gte": "2021-10-28T04:00:00Z", "lt": "2021-10-28T05:00:00Z"}}}
+    # other hours of the day share the bucket; of this hour, only the published load's documents are left
+    assert es_client.count(index=bucket_of(alias), query=in_the_hour)["count"] == 20_000
 
 
 @pytest.mark.parametrize("max_concurrent", [1, 3])

@@ -7,6 +7,8 @@ plan_index_chunks ──► index_chunk × K ──► publish_flow_index
 Values passed between steps are descriptors and counts, never rows.
 """
 
+import time
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -27,13 +29,7 @@ from dagster import (
 
 from flows_pipeline.es.chunk_loading import ChunkResult, ChunkTask, HourLoad, check_rejections, index_chunk
 from flows_pipeline.es.chunk_plan import plan_chunks
-from flows_pipeline.es.index_lifecycle import (
-    IndexVerificationError,
-    create_attempt_index,
-    make_searchable,
-    swap_aliases,
-    verify,
-)
+from flows_pipeline.es.index_lifecycle import IndexVerificationError, delete_replaced, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
@@ -58,19 +54,24 @@ NO_DUPLICATE_DOCUMENTS = AssetCheckSpec(
 
 @op(ins={"flow_table": In(Nothing)}, out=DynamicOut(ChunkTask))
 def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
-    """One descriptor per range of row groups, read from the Parquet footer; and a fresh attempt index."""
-    with retry_only_transient_errors("planning the chunks and creating the attempt index"):
+    """One descriptor per range of row groups, read from the Parquet footer; and the run's load attempt."""
+    with retry_only_transient_errors("planning the chunks and preparing the load attempt"):
         hour = hour_of(context.partition_key)
         chunks = plan_chunks(
             storage.table_path("flow_table", hour),
             parallel_chunk_steps(context.run_config),
             es.max_row_groups_per_chunk,
         )
-        index = create_attempt_index(es.connect(), es.layout, hour, context.run_id)
+        attempt = prepare_load(
+            es.connect(), es.layout, es.safe_url, hour, context.run_id, now_ms=int(time.time() * 1000)
+        )
     rows = sum(c.rows for c in chunks)
-    context.log.info(f"{hour.key}: {rows} rows in {len(chunks)} chunks into {index} at {es.safe_url}")
+    context.log.info(
+        f"{hour.key}: {rows} rows in {len(chunks)} chunks into {attempt.alias} (bucket {attempt.bucket}) "
+        f"at {es.safe_url}"
+    )
     for chunk in chunks:
-        yield DynamicOutput(ChunkTask(index=index, chunk=chunk), mapping_key=chunk.key)
+        yield DynamicOutput(ChunkTask(attempt=attempt, chunk=chunk), mapping_key=chunk.key)
 
 
 # Only transient faults are retried (connection lost, throttled past the sender's own retries, a
@@ -84,7 +85,7 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 )
 def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElasticsearch) -> ChunkResult:
     """Stream one chunk's rows into the attempt index in bulk bodies bounded in bytes."""
-    with retry_only_transient_errors(f"loading {task.chunk.key} into {task.index}"):
+    with retry_only_transient_errors(f"loading {task.chunk.key} into {task.attempt.alias}"):
         result = index_chunk(es.connect(), task, es.limits, es.retry)
         context.log.info(
             f"{task.chunk.key}: {result.indexed} indexed, {result.failed} rejected in {result.requests} requests "
@@ -93,7 +94,7 @@ def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElas
         if result.failed:
             context.log.error(f"{task.chunk.key}: {result.failed} rejected; first reasons: {list(result.reasons)}")
         check_rejections(
-            f"{task.chunk.key} of index {task.index} at {es.safe_url}",
+            f"{task.chunk.key} of {task.attempt.alias} at {es.safe_url}",
             result.failed,
             es.tolerated_item_errors,
             list(result.reasons),
@@ -116,19 +117,22 @@ def publish_flow_index(context: OpExecutionContext, results: list[ChunkResult], 
 
 def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch):
     hour = hour_of(context.partition_key)
+    attempt = load.attempt
     rows = parquet_metadata(load.table_path).num_rows
     if problem := load.uncovered_rows(rows):
         raise IndexVerificationError(f"{hour.key}: the chunk plan does not cover the table exactly once: {problem}")
     check_rejections(
-        f"{hour.key}, index {load.index} at {es.safe_url}", load.rejected, es.tolerated_item_errors, load.reasons
+        f"{hour.key}, {attempt.alias} at {es.safe_url}", load.rejected, es.tolerated_item_errors, load.reasons
     )
 
     client = es.connect()
-    make_searchable(client, es.layout, load.index)
-    found = verify(client, load.index, expected_docs=rows - load.rejected, rows=rows)
-    facts = {"documents": found.documents, "expected": found.expected, "index": load.index}
+    published = publish(client, es.layout, hour, attempt, expected_docs=rows - load.rejected, rows=rows)
+    found = published.verification
     yield AssetCheckResult(
-        asset_key="flow_index", check_name=DOCUMENTS_MATCH_TABLE.name, passed=found.counts_match, metadata=facts
+        asset_key="flow_index",
+        check_name=DOCUMENTS_MATCH_TABLE.name,
+        passed=found.counts_match,
+        metadata={"documents": found.documents, "expected": found.expected, "attempt": attempt.alias},
     )
     yield AssetCheckResult(
         asset_key="flow_index",
@@ -136,25 +140,34 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
         passed=found.no_duplicates,
         metadata={"min_sequence": found.min_sequence or 0, "max_sequence": found.max_sequence or 0, "rows": rows},
     )
-    if not (found.counts_match and found.no_duplicates):
+    if not found.passed:
         raise IndexVerificationError(
-            f"{hour.key}: index {load.index} at {es.safe_url} failed verification ({found}); the hour was not "
-            f"published and {es.layout.hour_alias(hour)} still points at the previous load. Re-materialize the hour"
+            f"{hour.key}: attempt {attempt.alias} at {es.safe_url} failed verification ({found}); the hour was not "
+            f"published and {es.layout.hour_alias(hour)} still selects the previous load. Re-materialize the hour"
         )
-
-    replaced = swap_aliases(client, es.layout, hour, load.index)
-    talkers = top_talkers(client, load.index)
+    # outside the publication lock: no alias selects these documents any more
+    started = time.monotonic()
+    deleted = delete_replaced(client, published.replaced)
+    context.log.info(
+        f"{hour.key}: published {attempt.alias}; deleted {deleted} documents of {len(published.replaced)} replaced "
+        f"attempt(s) in {time.monotonic() - started:.1f} s"
+    )
+    hour_alias = es.layout.hour_alias(hour)
+    talkers = top_talkers(client, hour_alias)
     yield Output(
-        {"index": load.index, "documents": found.documents, "rows": rows},
+        {"attempt": attempt.alias, "documents": found.documents, "rows": rows},
         "result",
         metadata={
             "documents": found.documents,
             "rows": rows,
             **load.metadata(),
-            "index": load.index,
-            "hour_alias": es.layout.hour_alias(hour),
+            "attempt": attempt.alias,
+            "bucket_index": attempt.bucket,
+            "hour_alias": hour_alias,
             "read_alias": es.layout.read_alias,
-            "replaced_indices": ", ".join(replaced) or "none",
+            "replaced_attempts": ", ".join(token for _, token in published.replaced) or "none",
+            "removed_hourly_indices": ", ".join(published.removed_indices) or "none",
+            "deleted_documents": deleted,
             "elasticsearch": MetadataValue.url(es.safe_url),
             "top_talkers": MetadataValue.md(
                 "| source.ip | bytes |\n|---|---:|\n" + "\n".join(f"| {ip} | {b:,} |" for ip, b in talkers)
@@ -171,7 +184,8 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
     backfill_policy=ONE_RUN_PER_HOUR,
 )
 def flow_index(flow_table):
-    """The hour's flows, searchable through the alias `flows-YYYY.MM.DD-HH` and the read alias `flows`."""
+    """The hour's flows, searchable through the hour alias `<prefix>-YYYY.MM.DD-HH` and the read alias `<prefix>`
+    (FLOWS_INDEX_PREFIX), filtered aliases on the hour's day (or week) bucket index."""
     tasks = plan_index_chunks(flow_table)
     result, counts_check, duplicates_check = publish_flow_index(tasks.map(index_chunk_step).collect())
     return {

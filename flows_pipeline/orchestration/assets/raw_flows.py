@@ -1,13 +1,16 @@
 """`raw_flows`: the hour's flow records as the source delivered them."""
 
+from datetime import timedelta
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flows_pipeline.hour import hour_of
+from flows_pipeline.hour import Hour, hour_of
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
-from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
+from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
-from flows_pipeline.sources.source_reader import SourceReport, read_hour
+from flows_pipeline.sources.source_reader import SourceReport, read_hour, source_bytes
+from flows_pipeline.tables.disk_room import check_disk_room, hour_estimate
 from flows_pipeline.tables.hour_tables import write_raw_flows
 
 
@@ -18,6 +21,9 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
         hour = hour_of(context.partition_key)
         check_schedule_lag(context.run.tags, source.lag_minutes)
         settings = source.settings()
+        previous = Hour(hour.start - timedelta(hours=1))
+        needed = hour_estimate([storage.table_path(t, previous) for t in TABLE_FOLDERS], source_bytes(settings, hour))
+        check_disk_room(storage.root_path, needed, hour.key)
         report = SourceReport()
         stats = write_raw_flows(
             read_hour(settings, hour, report, batch_rows=storage.row_group_rows),
