@@ -395,6 +395,8 @@ def delete_replaced(client: Elasticsearch, replaced: tuple[tuple[str, str], ...]
             body = b"".join(b'{"delete":{"_id":"%s%d"}}\n' % (prefix, i) for i in ids)
             response = client.bulk(index=bucket, operations=body, filter_path="items.*.result")
             deleted += sum(1 for item in response.get("items", []) if item["delete"].get("result") == "deleted")
+    for bucket in {bucket for bucket, _ in replaced}:
+        client.indices.refresh(index=bucket)  # so the bucket's document count (_cat/indices) is right
     return deleted
 
 
