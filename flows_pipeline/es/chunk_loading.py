@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -74,12 +74,69 @@ def _encoded_batches(task: ChunkTask, batch_rows: int) -> Iterator[tuple[int, pa
         first_row += batch.num_rows
 
 
-def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retry: BulkRetry) -> ChunkResult:
-    """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected."""
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class ChunkProgress:
+    """How far a chunk is: rows handed to the sender (at most `max_in_flight` bodies are still in flight)."""
+
+    chunk_key: str
+    rows_sent: int
+    rows: int
+    seconds: float
+
+    @property
+    def docs_per_second(self) -> float:
+        return self.rows_sent / self.seconds if self.seconds else 0.0
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.docs_per_second
+        return (self.rows - self.rows_sent) / rate if rate else None
+
+    def __str__(self) -> str:
+        left = f", ~{self.seconds_left:.0f} s left" if self.seconds_left is not None else ""
+        share = self.rows_sent / self.rows if self.rows else 1.0
+        return (
+            f"{self.chunk_key}: {self.rows_sent:,} of {self.rows:,} rows sent ({share:.0%}), "
+            f"{self.docs_per_second:,.0f} documents/s{left}"
+        )
+
+
+def _reporting(
+    bodies: Iterator[BulkBody], task: ChunkTask, report: Callable[[ChunkProgress], None], every_s: float
+) -> Iterator[BulkBody]:
+    """The bodies, calling `report` at most every `every_s` seconds as they are handed on."""
+    started = last = time.monotonic()
+    sent = 0
+    for body in bodies:
+        yield body
+        sent += body.docs
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            report(ChunkProgress(task.chunk.key, sent, task.chunk.rows, now - started))
+
+
+def index_chunk(
+    client: Elasticsearch,
+    task: ChunkTask,
+    limits: BulkLimits,
+    retry: BulkRetry,
+    report: Callable[[ChunkProgress], None] | None = None,
+) -> ChunkResult:
+    """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected.
+
+    `report`, when given, is called with the chunk's progress every PROGRESS_EVERY_S seconds.
+    """
     started = time.monotonic()
     # through the attempt's alias, which must exist: a removed attempt is refused, never auto-created
     sender = BulkSender(client, task.attempt.alias, limits.max_in_flight, retry, require_alias=True)
-    tally = sender.send_all(chunk_bodies(task, limits))
+    bodies = chunk_bodies(task, limits)
+    if report is not None:
+        bodies = _reporting(bodies, task, report, PROGRESS_EVERY_S)
+    tally = sender.send_all(bodies)
     if tally.failed and any("require_alias" in reason for reason in tally.reasons):
         raise AttemptReplacedError(
             f"{task.chunk.key}: attempt {task.attempt.alias} is gone while it was loading: a later run of this "
@@ -154,8 +211,9 @@ class HourLoad:
             "rejected_documents": self.rejected,
             "bulk_requests": sum(r.requests for r in self.results),
             "bulk_retries": sum(r.retries for r in self.results),
-            "bulk_bytes": sum(r.bytes_sent for r in self.results),
+            "bulk_bytes (bytes)": sum(r.bytes_sent for r in self.results),
             # chunks run in parallel: the hour took as long as its slowest chunk step
-            "docs_per_second": round(indexed / slowest, 1) if slowest else 0.0,
-            "peak_chunk_rss_mb": round(max(r.peak_rss_mb for r in self.results), 1),
+            "load_rate (documents/s)": round(indexed / slowest, 1) if slowest else 0.0,
+            "load_time (s)": round(slowest, 1),
+            "peak_chunk_rss (MB)": round(max(r.peak_rss_mb for r in self.results), 1),
         }

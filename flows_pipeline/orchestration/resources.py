@@ -228,6 +228,11 @@ def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, str]]) -> 
     return fields
 
 
+def index_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """The index prefix the deployment configures (FLOWS_INDEX_PREFIX), for descriptions shown in the UI."""
+    return environ.get("FLOWS_INDEX_PREFIX") or FlowsElasticsearch.model_fields["index_prefix"].default
+
+
 def source_lag_minutes(environ: Mapping[str, str] = os.environ) -> int:
     """The source lag the deployment configures (FLOWS_SOURCE_LAG_MINUTES), which the schedule follows."""
     return int(environ.get("FLOWS_SOURCE_LAG_MINUTES") or DEFAULT_SOURCE_LAG_MINUTES)

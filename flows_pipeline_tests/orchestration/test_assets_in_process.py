@@ -29,6 +29,11 @@ def test_an_hour_of_synthetic_flows_becomes_raw_flows_and_a_balanced_flow_table(
     assert (
         pq.ParquetFile(tmp_path / "flow_table" / "2021-10-28" / "03.parquet").metadata.num_rows == table["rows"].value
     )
+    # what the UI shows: row counts and column schemas with a description per column
+    assert table["dagster/row_count"].value == table["rows"].value
+    columns = {c.name: c.description for c in table["dagster/column_schema"].schema.columns}
+    assert columns["network.bytes"].startswith("Bytes of the flow") and len(columns) >= 16
+    assert raw["dagster/row_count"].value == 5_000
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "every_record_accounted_for" and check.passed
 

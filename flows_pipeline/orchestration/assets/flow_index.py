@@ -32,11 +32,14 @@ from flows_pipeline.es.chunk_plan import plan_chunks
 from flows_pipeline.es.index_lifecycle import IndexVerificationError, delete_replaced, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
-from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage
+from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage, index_prefix_from_env
 from flows_pipeline.tables.row_groups import parquet_metadata
+
+INDEX_PREFIX = index_prefix_from_env()  # for the descriptions the UI shows
 
 DOCUMENTS_MATCH_TABLE = AssetCheckSpec(
     "documents_match_table",
@@ -86,7 +89,7 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElasticsearch) -> ChunkResult:
     """Stream one chunk's rows into the attempt index in bulk bodies bounded in bytes."""
     with retry_only_transient_errors(f"loading {task.chunk.key} into {task.attempt.alias}"):
-        result = index_chunk(es.connect(), task, es.limits, es.retry)
+        result = index_chunk(es.connect(), task, es.limits, es.retry, report=lambda p: context.log.info(str(p)))
         context.log.info(
             f"{task.chunk.key}: {result.indexed} indexed, {result.failed} rejected in {result.requests} requests "
             f"({result.retries} retries), {result.seconds:.1f} s, peak RSS {result.peak_rss_mb:.0f} MB"
@@ -168,7 +171,7 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
             "replaced_attempts": ", ".join(token for _, token in published.replaced) or "none",
             "removed_hourly_indices": ", ".join(published.removed_indices) or "none",
             "deleted_documents": deleted,
-            "elasticsearch": MetadataValue.url(es.safe_url),
+            "elasticsearch": MetadataValue.url(f"{es.safe_url}/{hour_alias}/_search?size=20"),
             "top_talkers": MetadataValue.md(
                 "| source.ip | bytes |\n|---|---:|\n" + "\n".join(f"| {ip} | {b:,} |" for ip, b in talkers)
             ),
@@ -182,10 +185,15 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
     kinds={"elasticsearch"},
     check_specs=[DOCUMENTS_MATCH_TABLE, NO_DUPLICATE_DOCUMENTS],
     backfill_policy=ONE_RUN_PER_HOUR,
+    owners=OWNERS,
+    tags=TAGS,
+    code_version=CODE_VERSION,
+    description=(
+        f"The hour's flows, searchable through the hour alias `{INDEX_PREFIX}-YYYY.MM.DD-HH` and the read alias "
+        f"`{INDEX_PREFIX}` (FLOWS_INDEX_PREFIX): filtered aliases on the hour's day (or week) bucket index."
+    ),
 )
 def flow_index(flow_table):
-    """The hour's flows, searchable through the hour alias `<prefix>-YYYY.MM.DD-HH` and the read alias `<prefix>`
-    (FLOWS_INDEX_PREFIX), filtered aliases on the hour's day (or week) bucket index."""
     tasks = plan_index_chunks(flow_table)
     result, counts_check, duplicates_check = publish_flow_index(tasks.map(index_chunk_step).collect())
     return {

@@ -16,6 +16,7 @@ from dagster import (
 from flows_pipeline.errors import TerminalError
 from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, index_totals, summary_totals
 from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_table import flow_table
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
@@ -46,6 +47,9 @@ class SummaryDisagreesError(TerminalError):
     backfill_policy=ONE_RUN_PER_HOUR,
     deps=[flow_table, flow_index],
     check_specs=[SUMMARY_AGREES_WITH_INDEX],
+    owners=OWNERS,
+    tags=TAGS,
+    code_version=CODE_VERSION,
     # transient faults only (a blocked or busy node): terminal ones fail at once (failures.py)
     retry_policy=RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
 )

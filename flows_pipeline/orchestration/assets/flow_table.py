@@ -3,10 +3,13 @@
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
 from flows_pipeline.orchestration.resources import FlowStorage
+from flows_pipeline.tables.column_docs import FLOW_COLUMNS
+from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
 from flows_pipeline.tables.hour_tables import TABLES, build_flow_table, recount
 
 EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
@@ -27,6 +30,9 @@ EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
     backfill_policy=ONE_RUN_PER_HOUR,
     deps=[raw_flows],
     check_specs=[EVERY_RECORD_ACCOUNTED_FOR],
+    owners=OWNERS,
+    tags=TAGS,
+    code_version=CODE_VERSION,
 )
 def flow_table(context: AssetExecutionContext, storage: FlowStorage):
     """The hour's flows in the typed ECS flow schema; invalid records go to the quarantine table."""
@@ -43,12 +49,13 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage):
         )
         yield MaterializeResult(
             metadata={
+                **table_metadata(stats.rows, FLOW_TABLE_SCHEMA, FLOW_COLUMNS),
                 "rows": stats.rows,
                 "records_read": stats.records_read,
                 "quarantined": stats.quarantined,
                 "outside_hour": stats.outside_hour,
                 "row_groups": stats.row_groups,
-                "bytes": MetadataValue.int(stats.bytes_on_disk),
+                "size (bytes)": MetadataValue.int(stats.bytes_on_disk),
                 "path": MetadataValue.path(str(paths["flow_table"])),
                 "quarantine_path": MetadataValue.path(str(paths["flow_quarantine"])),
             }

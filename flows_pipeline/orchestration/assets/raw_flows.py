@@ -5,16 +5,27 @@ from datetime import timedelta
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from flows_pipeline.hour import Hour, hour_of
+from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
+from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
 from flows_pipeline.sources.source_reader import SourceReport, read_hour, source_bytes
+from flows_pipeline.tables.column_docs import RAW_COLUMNS
 from flows_pipeline.tables.disk_room import check_disk_room, hour_estimate
 from flows_pipeline.tables.hour_tables import write_raw_flows
 
 
-@asset(partitions_def=hourly_partitions, group_name="flows", kinds={"parquet"}, backfill_policy=ONE_RUN_PER_HOUR)
+@asset(
+    partitions_def=hourly_partitions,
+    group_name="flows",
+    kinds={"parquet"},
+    backfill_policy=ONE_RUN_PER_HOUR,
+    owners=OWNERS,
+    tags=TAGS,
+    code_version=CODE_VERSION,
+)
 def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
     """The hour's flow records as the source delivered them (GoFlow2 field names); unreadable ones apart."""
     with retry_only_transient_errors():
@@ -35,6 +46,7 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
         context.log.warning(f"skipped unreadable file {path}: {problem}")
     return MaterializeResult(
         metadata={
+            **table_metadata(stats.rows, RAW_FLOW_SCHEMA, RAW_COLUMNS),
             "rows": stats.rows,
             "rejected_on_read": stats.rejected,
             "source": settings.kind,
