@@ -151,3 +151,9 @@ def test_a_run_records_its_process_only_when_it_is_an_ancestor_of_the_step(insta
     not_ours = started_by(sleeper.pid)  # a process of this host, but not the one running this step
     assert record_run_process(instance, not_ours, LOG) is None
     assert RUN_PROCESS_TAG not in instance.get_run_by_id(not_ours).tags
+
+
+def test_the_shipped_instance_has_the_daemon_free_the_slots_of_runs_that_ended(instance):
+    # dagster/_daemon/monitoring/concurrency.py frees them; the monitoring daemon runs only when enabled
+    assert "MONITORING" in instance.get_required_daemon_types()
+    assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
