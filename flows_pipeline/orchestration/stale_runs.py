@@ -124,7 +124,8 @@ def record_run_process(instance: DagsterInstance, run_id: str, log: Log) -> RunP
     starts = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1, ascending=False)
     event = starts.records[0].event_log_entry.dagster_event if starts.records else None
     pid = event.pid if event else None
-    process = RunProcess.of(pid) if pid and pid in _ancestors(os.getpid()) else None
+    in_this_tree = pid == os.getpid() or pid in _ancestors(os.getpid())  # in-process executor: the step is the run
+    process = RunProcess.of(pid) if pid and in_this_tree else None
     if process is None:
         log.warning(
             f"run {run_id}: its orchestrating process (pid {pid}) is not a process of this host that this step "
@@ -136,9 +137,9 @@ def record_run_process(instance: DagsterInstance, run_id: str, log: Log) -> RunP
     return process
 
 
-def free_slots_of_dead_runs(instance: DagsterInstance, own_run_id: str, log: Log) -> list[str]:
-    """Free the pool slots (claimed or assigned) of every other run whose recorded process is gone
-    from this host; mark such a run failed, saying why. Returns the run ids freed."""
+def free_slots_of_dead_runs(instance: DagsterInstance, own_run_id: str | None, log: Log) -> list[str]:
+    """Free the pool slots (claimed or assigned) of every run but the caller's own whose recorded
+    process is gone from this host; mark such a run failed, saying why. Returns the run ids freed."""
     pool = ES_BULK_POOL
     info = instance.event_log_storage.get_concurrency_info(pool)
     holders = {s.run_id for s in info.claimed_slots} | {p.run_id for p in info.pending_steps if p.assigned_timestamp}
@@ -148,7 +149,7 @@ def free_slots_of_dead_runs(instance: DagsterInstance, own_run_id: str, log: Log
         process = RunProcess.from_tag(run.tags.get(RUN_PROCESS_TAG)) if run else None
         state = process.state() if process else ProcessState.NOT_RECORDED
         if state is ProcessState.GONE:
-            _fail_and_free(instance, run_id, f"its process (pid {process.pid} on {process.host}) is gone", pool)
+            _fail_and_free(instance, run_id, f"its process (pid {process.pid} on {process.host}) is gone")
             log.warning(f"freed the {pool} slots of run {run_id}: its process (pid {process.pid}) is gone")
             freed.append(run_id)
         elif state is not ProcessState.RUNNING:
@@ -159,12 +160,10 @@ def free_slots_of_dead_runs(instance: DagsterInstance, own_run_id: str, log: Log
     return freed
 
 
-def _fail_and_free(instance: DagsterInstance, run_id: str, why: str, pool: str) -> None:
+def _fail_and_free(instance: DagsterInstance, run_id: str, why: str) -> None:
     run = instance.get_run_by_id(run_id)
     if run is not None and run.status not in FINISHED_STATUSES:
-        instance.report_run_failed(
-            run, f"Marked failed by flows_pipeline: {why}, so the run can never finish; its {pool} slots are freed."
-        )
+        instance.report_run_failed(run, f"Marked failed by flows_pipeline: {why}; its {ES_BULK_POOL} slots are freed.")
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
@@ -177,7 +176,7 @@ def free_by_hand(instance: DagsterInstance, run_id: str) -> str:
     process = RunProcess.from_tag(run.tags.get(RUN_PROCESS_TAG))
     if process is not None and process.state() is ProcessState.RUNNING:
         raise SystemExit(f"run {run_id} still runs here (pid {process.pid}): its slots are in use, not stuck")
-    _fail_and_free(instance, run_id, "freed by hand", ES_BULK_POOL)
+    _fail_and_free(instance, run_id, f"its slots were freed by hand (`{HAND_COMMAND} {run_id}`)")
     return f"run {run_id}: marked failed if it was not finished, and its pool slots freed"
 
 
@@ -195,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.run_id:
             log.info(free_by_hand(instance, args.run_id))
         else:
-            freed = free_slots_of_dead_runs(instance, "", log)
+            freed = free_slots_of_dead_runs(instance, None, log)
             log.info(f"freed the {ES_BULK_POOL} slots of {len(freed)} run(s) whose process is gone")
 
 

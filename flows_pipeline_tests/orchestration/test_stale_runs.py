@@ -19,11 +19,13 @@ from dagster._core.test_utils import create_run_for_test
 
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL
 from flows_pipeline.orchestration.stale_runs import (
+    HAND_COMMAND,
     RUN_PROCESS_TAG,
     ProcessState,
     RunProcess,
     free_by_hand,
     free_slots_of_dead_runs,
+    main,
     record_run_process,
 )
 from flows_pipeline_tests.support import PROJECT
@@ -157,3 +159,18 @@ def test_the_shipped_instance_has_the_daemon_free_the_slots_of_runs_that_ended(i
     # dagster/_daemon/monitoring/concurrency.py frees them; the monitoring daemon runs only when enabled
     assert "MONITORING" in instance.get_required_daemon_types()
     assert 0 < instance.run_monitoring_settings["free_slots_after_run_end_seconds"] <= 60
+
+
+def test_the_hand_command_frees_one_named_run_or_every_dead_run_of_this_host(instance, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    caplog.set_level(logging.INFO)
+    elsewhere = _run_holding_slots(instance, replace(_dead_process(), host="another-host"))
+    dead = _run_holding_slots(instance, _dead_process())
+    live = _run_holding_slots(instance, RunProcess.of(os.getpid()))
+
+    main([])
+    assert _holders(instance) == {elsewhere: 2, live: 2}
+    assert f"{HAND_COMMAND} {elsewhere}" in caplog.text  # the run it cannot judge is named, with the command
+    main([elsewhere])
+    assert _holders(instance) == {live: 2}
+    assert instance.get_run_by_id(dead).status == instance.get_run_by_id(elsewhere).status == DagsterRunStatus.FAILURE
