@@ -37,6 +37,7 @@ from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, 
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage, index_prefix_from_env
+from flows_pipeline.orchestration.stale_runs import before_claiming_slots
 from flows_pipeline.tables.row_groups import parquet_metadata
 
 INDEX_PREFIX = index_prefix_from_env()  # for the descriptions the UI shows
@@ -58,6 +59,7 @@ NO_DUPLICATE_DOCUMENTS = AssetCheckSpec(
 @op(ins={"flow_table": In(Nothing)}, out=DynamicOut(ChunkTask))
 def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
     """One descriptor per range of row groups, read from the Parquet footer; and the run's load attempt."""
+    before_claiming_slots(context)
     with retry_only_transient_errors("planning the chunks and preparing the load attempt"):
         hour = hour_of(context.partition_key)
         chunks = plan_chunks(
