@@ -91,7 +91,7 @@ def test_read_time_reasons_name_the_problem(tmp_path):
     outcomes = [(r.source_row, r.reason) for r in goflow2_records(path)]
     assert [number for number, _ in outcomes] == list(range(1, 8))
     assert [reason for _, reason in outcomes[:6]] == [
-        "non-numeric bytes",
+        "bytes: not a number",
         "not a JSON object",
         "unparseable JSON: unexpected character, expected a string key",
         "empty line",
@@ -107,4 +107,4 @@ def test_csv_rows_with_the_wrong_shape_are_rejected_with_their_line(tmp_path):
     header = "time_flow_start_ns,time_flow_end_ns,src_addr,dst_addr,proto,bytes,packets"
     path.write_text(f"{header}\n{T0},{T0 + 5},10.0.0.1,10.0.0.2,6,100,1\n{T0},{T0},10.0.0.1\n{T0},{T0},a,b,6,x,1\n")
     outcomes = [(r.source_row, r.reason) for r in csv_records(path)]
-    assert outcomes == [(2, None), (3, "expected 7 columns, found 3"), (4, "non-numeric bytes")]
+    assert outcomes == [(2, None), (3, "expected 7 columns, found 3"), (4, "bytes: not a number")]

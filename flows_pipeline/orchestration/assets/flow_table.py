@@ -6,7 +6,7 @@ from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
-from flows_pipeline.orchestration.resources import FlowStorage
+from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
 from flows_pipeline.tables.hour_tables import TABLES, build_flow_table, recount
 
 EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
@@ -28,7 +28,7 @@ EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
     deps=[raw_flows],
     check_specs=[EVERY_RECORD_ACCOUNTED_FOR],
 )
-def flow_table(context: AssetExecutionContext, storage: FlowStorage):
+def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource):
     """The hour's flows in the typed ECS flow schema; invalid records go to the quarantine table."""
     with retry_only_transient_errors():
         hour = hour_of(context.partition_key)
@@ -40,6 +40,7 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage):
             table_path=paths["flow_table"],
             quarantine_path=paths["flow_quarantine"],
             row_group_rows=storage.row_group_rows,
+            options=source.normalize_options(storage.community_id),
         )
         yield MaterializeResult(
             metadata={
@@ -54,7 +55,7 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage):
             }
         )
         # recounted from the files as written, independently of the counters above
-        tally = recount(paths, hour)
+        tally = recount(paths, hour, source.numeric_time_unit)
     yield AssetCheckResult(
         check_name=EVERY_RECORD_ACCOUNTED_FOR.name,
         passed=tally.balanced,
