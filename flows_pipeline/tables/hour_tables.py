@@ -37,6 +37,7 @@ class FlowTableStats:
     outside_hour: int
     row_groups: int
     bytes_on_disk: int
+    sha256: str  # of the flow table file, recorded beside it and checked before it is indexed
 
 
 class RecordsLostError(TerminalError):
@@ -88,6 +89,7 @@ def build_flow_table(
         outside_hour=outside,
         row_groups=-(-flows.rows // row_group_rows),
         bytes_on_disk=table_path.stat().st_size,
+        sha256=flows.digest,
     )
     if stats.records_read != stats.rows + stats.quarantined + stats.outside_hour:
         raise RecordsLostError(f"flow table of {hour.key} does not account for every record: {stats}")

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from flows_pipeline.errors import TerminalError
 from flows_pipeline.hour import Hour
-from flows_pipeline.tables.row_groups import read_batches
+from flows_pipeline.tables.row_groups import read_batches, verify_digest
 
 TOP = 20
 COUNTERS = ["flows", "bytes", "packets"]
@@ -96,6 +96,7 @@ def _joined(result: pd.DataFrame, hour: Hour, kind: str) -> pd.DataFrame:
 
 def summarize(table_path: Path, hour: Hour) -> pa.Table:
     """The summary rows of one hour's flow table."""
+    verify_digest(table_path)  # the summary is published too: never from a damaged table
     totals = {kind: _Totals(by) for kind, (by, _) in _KINDS.items()}
     for batch in read_batches(table_path, columns=[*_COLUMNS, "network.bytes", "network.packets"]):
         frame = batch.to_pandas().rename(columns={"network.bytes": "bytes", "network.packets": "packets"})

@@ -50,6 +50,7 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: Flo
                 "outside_hour": stats.outside_hour,
                 "row_groups": stats.row_groups,
                 "bytes": MetadataValue.int(stats.bytes_on_disk),
+                "sha256": stats.sha256,
                 "path": MetadataValue.path(str(paths["flow_table"])),
                 "quarantine_path": MetadataValue.path(str(paths["flow_quarantine"])),
             }
