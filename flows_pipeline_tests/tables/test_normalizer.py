@@ -6,8 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows_pipeline.hour import hour_of
-from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
 from flows_pipeline.tables.normalizer import (
     DEFAULT_OPTIONS,
     INT64_MAX,
@@ -17,38 +15,12 @@ from flows_pipeline.tables.normalizer import (
     canonical_addresses,
     normalize,
 )
-
-HOUR = hour_of("2021-10-28-03:00")
-T0 = HOUR.start_ms * 1_000_000
-S = 1_000_000_000
-
-
-def raw(**overrides) -> dict:
-    record = {
-        "time_flow_start_ns": T0 + 5 * S,
-        "time_flow_end_ns": T0 + 6_500_000_000,
-        "src_addr": "10.0.0.1",
-        "dst_addr": "192.0.2.7",
-        "src_port": 40000,
-        "dst_port": 443,
-        "proto": 6,
-        "bytes": 1500,
-        "packets": 3,
-        "tcp_flags": 0x1B,
-        "sampler_address": "192.0.2.1",
-        "sampling_rate": 1,
-        "in_if": 1,
-        "out_if": 2,
-        "time_received_ns": T0 + 900 * S,
-        "source_file": "test.jsonl",
-        "source_row": None,
-    }
-    return {**record, **overrides}
+from flows_pipeline_tests.raw_records import HOUR, T0, S, raw_batch
+from flows_pipeline_tests.raw_records import raw_record as raw
 
 
 def run(*records, options=DEFAULT_OPTIONS):
-    numbered = [{**record, "source_row": 100 + i} for i, record in enumerate(records)]
-    return normalize(pa.RecordBatch.from_pylist(numbered, schema=RAW_FLOW_SCHEMA), HOUR, options)
+    return normalize(raw_batch(*records), HOUR, options)
 
 
 def reasons(result) -> list[str]:
