@@ -64,6 +64,10 @@ def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     return pc.cast(column, pa.string())
 
 
+def _same_nulls(a: pa.Array, b: pa.Array) -> bool:
+    return a.null_count == b.null_count and pc.all(pc.equal(pc.is_null(a), pc.is_null(b))).as_py()
+
+
 def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
     """One element per row: its `index` action line and its document line, both newline-ended.
 
@@ -73,16 +77,22 @@ def encode_lines(batch: pa.RecordBatch, first_row: int) -> pa.LargeStringArray:
     """
     ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
     pieces: list = ['{"index":{"_id":"', ids, '"}}\n{"event.sequence":', ids]
+    sparse: list = []  # consecutive columns null in the same rows (the two ports, ICMP type and code)
     for i, name in enumerate(batch.schema.names):
         column = batch.column(i)
         if column.null_count == len(column):
             continue
-        if column.null_count:  # the field and its value, or nothing
-            pieces.append(pc.fill_null(pc.binary_join_element_wise(f',"{name}":', _json_value(column), ""), ""))
+        if sparse and not (column.null_count and _same_nulls(sparse[1], column)):
+            pieces.append(pc.fill_null(pc.binary_join_element_wise(*sparse, ""), ""))  # the fields, or nothing
+            sparse = []
+        if column.null_count:
+            sparse += [f',"{name}":', _json_value(column)]
         elif pa.types.is_string(column.type):
             pieces += [f',"{name}":"', column, '"']  # quoted in the row's join, not in a join of its own
         else:
             pieces += [f',"{name}":', _json_value(column)]
+    if sparse:
+        pieces.append(pc.fill_null(pc.binary_join_element_wise(*sparse, ""), ""))
     pieces.append("}\n")
     joined = pc.binary_join_element_wise(*pieces, "")
     return pc.cast(joined, pa.large_string())
