@@ -5,7 +5,7 @@ from dagster import DagsterEventType
 
 from flows_pipeline.hour import hour_of
 
-PARTITION = "2021-10-28-14:00"  # an hour no other test publishes
+PARTITION = "2021-10-28-21:00"  # an hour no other test publishes (test_operations backfills 10:00-15:00)
 
 
 def test_a_damaged_flow_table_is_not_indexed_nor_summarized_and_not_retried(project, es_client):
