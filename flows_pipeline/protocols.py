@@ -31,3 +31,6 @@ TCP_FLAG_BITS: dict[str, int] = {letter: 1 << (7 - i) for i, letter in enumerate
 
 # "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255": an IPv6 address with an embedded IPv4 tail.
 MAX_ADDRESS_CHARS = 45
+# A zone id after "%" (fe80::1%eth0) names an interface of the host that wrote it: Linux's are
+# at most 15 characters (IFNAMSIZ 16 with its NUL).
+MAX_ZONE_CHARS = 15

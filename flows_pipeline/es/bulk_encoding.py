@@ -57,14 +57,16 @@ def _padded(numbers: pa.Array, width: int) -> pa.Array:
 
 
 def _json_value(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    """A column as JSON text: numbers bare, strings and timestamps quoted, null as null."""
+    """A column as JSON text: numbers bare, strings and timestamps quoted; null stays null."""
     if pa.types.is_timestamp(column.type):
-        text = _iso_milliseconds(column)
-    elif pa.types.is_string(column.type):
-        text = pc.binary_join_element_wise('"', column, '"', "")
-    else:
-        text = pc.cast(column, pa.string())
-    return pc.fill_null(text, "null")
+        return _iso_milliseconds(column)
+    if pa.types.is_string(column.type):
+        return pc.binary_join_element_wise('"', column, '"', "")
+    return pc.cast(column, pa.string())
+
+
+def _same_nulls(a: pa.Array, b: pa.Array) -> bool:
+    return a.null_count == b.null_count and pc.all(pc.equal(pc.is_null(a), pc.is_null(b))).as_py()
 
 
 def encode_lines(batch: pa.RecordBatch, first_row: int, id_prefix: str, attempt: str) -> pa.LargeStringArray:
@@ -72,6 +74,9 @@ def encode_lines(batch: pa.RecordBatch, first_row: int, id_prefix: str, attempt:
 
     The document's `_id` is `id_prefix` + its row number in the hour, its `event.sequence` the row
     number, its `flows.attempt` the load attempt (both prefix and attempt are plain ASCII tokens).
+    A null field is left out of its document (Elasticsearch treats a missing field and null
+    alike): the flow schema has sparse columns (ICMP, VLAN, MAC, the Community ID), and writing
+    `"netflow.icmp_type_ipv4":null` into every TCP flow's document would only cost bytes.
     """
     ids = pc.cast(pa.array(np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)), pa.string())
     pieces: list = [
@@ -80,12 +85,22 @@ def encode_lines(batch: pa.RecordBatch, first_row: int, id_prefix: str, attempt:
         f'"}}}}\n{{"{ATTEMPT_FIELD}":"{attempt}","event.sequence":',
         ids,
     ]
+    sparse: list = []  # consecutive columns null in the same rows (the two ports, ICMP type and code)
     for i, name in enumerate(batch.schema.names):
         column = batch.column(i)
-        if pa.types.is_string(column.type) and column.null_count == 0:
+        if column.null_count == len(column):
+            continue
+        if sparse and not (column.null_count and _same_nulls(sparse[1], column)):
+            pieces.append(pc.fill_null(pc.binary_join_element_wise(*sparse, ""), ""))  # the fields, or nothing
+            sparse = []
+        if column.null_count:
+            sparse += [f',"{name}":', _json_value(column)]
+        elif pa.types.is_string(column.type):
             pieces += [f',"{name}":"', column, '"']  # quoted in the row's join, not in a join of its own
         else:
             pieces += [f',"{name}":', _json_value(column)]
+    if sparse:
+        pieces.append(pc.fill_null(pc.binary_join_element_wise(*sparse, ""), ""))
     pieces.append("}\n")
     joined = pc.binary_join_element_wise(*pieces, "")
     return pc.cast(joined, pa.large_string())

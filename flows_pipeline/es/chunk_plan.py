@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows_pipeline.errors import ConfigurationError
-from flows_pipeline.tables.row_groups import parquet_metadata
+from flows_pipeline.tables.row_groups import parquet_metadata, verify_digest
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def plan_chunks(table_path: Path, parallel_steps: int, max_row_groups_per_chunk:
             f"parallel_steps and max_row_groups_per_chunk must be at least 1, "
             f"got {parallel_steps} and {max_row_groups_per_chunk}"
         )
+    verify_digest(table_path)  # nothing is loaded from a table whose bytes changed since it was written
     metadata = parquet_metadata(table_path)
     group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
     if not group_rows:

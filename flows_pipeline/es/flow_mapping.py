@@ -31,6 +31,16 @@ ES_FIELD_TYPES: dict[str, str] = {
     "observer.ip": "ip",
     "observer.ingress.interface.id": "keyword",
     "observer.egress.interface.id": "keyword",
+    # Filebeat's netflow types for its names, ECS's for its own
+    "netflow.icmp_type_ipv4": "short",
+    "netflow.icmp_code_ipv4": "short",
+    "netflow.icmp_type_ipv6": "short",
+    "netflow.icmp_code_ipv6": "short",
+    "netflow.sampling_interval": "long",
+    "network.vlan.id": "keyword",
+    "source.mac": "keyword",
+    "destination.mac": "keyword",
+    "network.community_id": "keyword",
 }
 
 

@@ -27,6 +27,8 @@ from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
 from flows_pipeline.es.index_layout import BucketSpan, IndexLayout
 from flows_pipeline.hour import Hour
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
+from flows_pipeline.sources.time_units import TimeUnit
+from flows_pipeline.tables.normalizer import NormalizeOptions
 
 DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
 
@@ -48,6 +50,13 @@ class FlowStorage(ConfigurableResource):
     row_group_rows: int = Field(
         default=65_536,
         description="Rows per Parquet row group: the unit a chunk is made of, and what a reader holds at once.",
+    )
+    community_id: bool = Field(
+        default=False,
+        description=(
+            "Compute network.community_id in flow_table (FLOWS_COMMUNITY_ID=true): ~0.5 s of one core per "
+            "million flows, which would take flow_table below 1M rows/s; off by default (README, 'Community ID')."
+        ),
     )
 
     @property
@@ -92,6 +101,21 @@ class FlowSource(ConfigurableResource):
     synthetic_rows_per_hour: int = Field(
         default=100_000, description="Flows per synthetic hour (FLOWS_SYNTHETIC_ROWS)."
     )
+    time_unit: TimeUnit = Field(
+        default="ns",
+        description=(
+            "Unit of the numeric times in GoFlow2 and CSV files: ns (GoFlow2's), us, ms or s "
+            "(FLOWS_SOURCE_TIME_UNIT). nfcapd times are read as nfdump prints them."
+        ),
+    )
+
+    @property
+    def numeric_time_unit(self) -> TimeUnit:
+        """The unit the source's times were written in: the configured one where it applies."""
+        return self.time_unit if self.kind in ("goflow2", "csv") else "ns"
+
+    def normalize_options(self, community_id: bool) -> NormalizeOptions:
+        return NormalizeOptions(time_unit=self.numeric_time_unit, community_id=community_id)
 
     def settings(self) -> SourceSettings:
         return SourceSettings(
@@ -101,6 +125,7 @@ class FlowSource(ConfigurableResource):
             skip_bad_files=self.on_bad_file == "skip",
             empty_hour_ok=self.on_empty_hour == "empty",
             synthetic_rows=self.synthetic_rows_per_hour,
+            time_unit=self.numeric_time_unit,
         )
 
 
@@ -184,7 +209,11 @@ class FlowsElasticsearch(ConfigurableResource):
 
 # environment variable -> (resource field, how it is passed): "env" as an EnvVar read when a step
 # starts (URLs, secrets, sizes), "value" as the value itself (choices, validated when loaded)
-_STORAGE_ENV = {"FLOWS_STORAGE_ROOT": ("root", "env"), "FLOWS_ROW_GROUP_ROWS": ("row_group_rows", "int")}
+_STORAGE_ENV = {
+    "FLOWS_STORAGE_ROOT": ("root", "env"),
+    "FLOWS_ROW_GROUP_ROWS": ("row_group_rows", "int"),
+    "FLOWS_COMMUNITY_ID": ("community_id", "value"),
+}
 _RETENTION_ENV = {"FLOWS_RETENTION_DAYS": ("days", "int")}
 _SOURCE_ENV = {
     "FLOWS_SOURCE": ("kind", "value"),
@@ -193,6 +222,7 @@ _SOURCE_ENV = {
     "FLOWS_BAD_FILES": ("on_bad_file", "value"),
     "FLOWS_EMPTY_HOUR": ("on_empty_hour", "value"),
     "FLOWS_SYNTHETIC_ROWS": ("synthetic_rows_per_hour", "int"),
+    "FLOWS_SOURCE_TIME_UNIT": ("time_unit", "value"),
 }
 _ELASTICSEARCH_ENV = {
     "ES_URL": ("url", "env"),

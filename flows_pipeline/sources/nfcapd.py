@@ -32,10 +32,11 @@ from flows_pipeline.sources.records import BadFlowFileError, Received, RejectedR
 READ_BYTES = 1 << 20
 # the fields the raw schema takes from nfdump's JSON, typed as nfdump writes them
 NFDUMP_JSON_SCHEMA = pa.schema(
-    [(name, pa.string()) for name in ("first", "last", "src4_addr", "src6_addr", "dst4_addr", "dst6_addr")]
+    [(name, pa.string()) for name in ("first", "last", "received", "src4_addr", "src6_addr", "dst4_addr", "dst6_addr")]
     + [(name, pa.int64()) for name in ("src_port", "dst_port", "proto", "in_bytes", "in_packets")]
     + [("tcp_flags", pa.string()), ("ip4_router", pa.string()), ("ip6_router", pa.string())]
-    + [("input_snmp", pa.int64()), ("output_snmp", pa.int64())]
+    + [(name, pa.int64()) for name in ("input_snmp", "output_snmp", "icmp_type", "icmp_code", "src_vlan")]
+    + [(name, pa.string()) for name in ("in_src_mac", "in_dst_mac", "out_dst_mac")]
 )
 # what nfdump prints for an address; the normalizer validates it
 _ADDRESS = rf"^[0-9A-Fa-f:.]{{2,{MAX_ADDRESS_CHARS}}}$"
@@ -107,15 +108,20 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             return None
         flows = table.combine_chunks().to_batches()[0]
         col = flows.column
-        start_ns, end_ns = (_time_ns(col(name)) for name in ("first", "last"))
+        start_ns, end_ns, received_ns = (_time_ns(col(name)) for name in ("first", "last", "received"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     addresses = [col(name) for name in ("src4_addr", "src6_addr", "dst4_addr", "dst6_addr", "ip4_router", "ip6_router")]
-    int32s = [col(name) for name in ("src_port", "dst_port", "proto", "input_snmp", "output_snmp")]
+    int32s = [
+        col(name)
+        for name in ("src_port", "dst_port", "proto", "input_snmp", "output_snmp", "icmp_type", "icmp_code", "src_vlan")
+    ]
+    macs = [col(name) for name in ("in_src_mac", "in_dst_mac", "out_dst_mac")]
     flags = col("tcp_flags")
     if (
         any(not _all(pc.match_substring_regex(a, _ADDRESS)) for a in addresses)
         or any(not _all(pc.and_(pc.greater_equal(v, -_INT32_LIMIT), pc.less(v, _INT32_LIMIT))) for v in int32s)
+        or any(not _all(pc.less_equal(pc.utf8_length(m), 17)) for m in macs)
         or not _all(pc.match_substring_regex(flags, "^" + "".join(f"[{c}.]" for c in TCP_FLAG_LETTERS) + "$"))
     ):
         return None
@@ -140,6 +146,12 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             pa.nulls(n, pa.int64()),  # nfdump's JSON has no sampling rate
             pc.cast(col("input_snmp"), pa.int32()),
             pc.cast(col("output_snmp"), pa.int32()),
+            received_ns if received_ns.null_count == 0 else pc.fill_null(received_ns, os.stat(source).st_mtime_ns),
+            pc.cast(col("icmp_type"), pa.int32()),
+            pc.cast(col("icmp_code"), pa.int32()),
+            pc.cast(col("src_vlan"), pa.int32()),
+            col("in_src_mac"),
+            pc.coalesce(col("in_dst_mac"), col("out_dst_mac")),
             pa.array([source] * n, pa.string()),
             pa.array(range(first_number, first_number + n), pa.int64()),
         ],
@@ -164,6 +176,8 @@ def nfdump_received(source: str, number: int, text: bytes) -> Received:
         row = coerce(_from_nfdump(record))
     except (orjson.JSONDecodeError, ValueError, RejectedRecord) as err:
         return Received(source, number, None, f"unusable nfdump record: {err}", kept_text(text))
+    if row["time_received_ns"] is None:
+        row["time_received_ns"] = os.stat(source).st_mtime_ns
     return Received(source, number, row)
 
 
@@ -180,6 +194,7 @@ def _from_nfdump(record: dict) -> dict:
     return {
         "time_flow_start_ns": _nfdump_time_ns(record.get("first")),
         "time_flow_end_ns": _nfdump_time_ns(record.get("last")),
+        "time_received_ns": _nfdump_time_ns(record.get("received")),
         "src_addr": record.get("src4_addr") or record.get("src6_addr"),
         "dst_addr": record.get("dst4_addr") or record.get("dst6_addr"),
         "src_port": record.get("src_port"),
@@ -191,4 +206,9 @@ def _from_nfdump(record: dict) -> dict:
         "sampler_address": record.get("ip4_router") or record.get("ip6_router"),
         "in_if": record.get("input_snmp"),
         "out_if": record.get("output_snmp"),
+        "icmp_type": record.get("icmp_type"),
+        "icmp_code": record.get("icmp_code"),
+        "vlan_id": record.get("src_vlan"),
+        "src_mac": record.get("in_src_mac"),
+        "dst_mac": record.get("in_dst_mac") or record.get("out_dst_mac"),
     }

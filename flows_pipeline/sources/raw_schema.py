@@ -25,17 +25,25 @@ RAW_FLOW_SCHEMA = pa.schema(
         pa.field("sampling_rate", pa.int64()),
         pa.field("in_if", pa.int32()),
         pa.field("out_if", pa.int32()),
+        pa.field("time_received_ns", pa.int64()),  # when the collector received it (or wrote its file)
+        pa.field("icmp_type", pa.int32()),  # ICMP/ICMPv6 only
+        pa.field("icmp_code", pa.int32()),
+        pa.field("vlan_id", pa.int32()),
+        pa.field("src_mac", pa.string()),
+        pa.field("dst_mac", pa.string()),
         # where the record was received: a quarantined row can always be found again
         pa.field("source_file", pa.string()),
         pa.field("source_row", pa.int64()),  # line (JSON lines, CSV) or record number (nfcapd), from 1
     ]
 )
 
+TIME_FIELDS = ("time_flow_start_ns", "time_flow_end_ns", "time_received_ns")  # epoch ns
 INT_FIELDS = (
-    "time_flow_start_ns", "time_flow_end_ns", "src_port", "dst_port", "proto", "bytes", "packets",
-    "tcp_flags", "sampling_rate", "in_if", "out_if",
+    "src_port", "dst_port", "proto", "bytes", "packets", "tcp_flags", "sampling_rate", "in_if", "out_if",
+    "icmp_type", "icmp_code", "vlan_id",
 )  # fmt: skip
 ADDRESS_FIELDS = ("src_addr", "dst_addr", "sampler_address")
+MAC_FIELDS = ("src_mac", "dst_mac")
 
 # A record that could not become a flow: why, where it came from, and the record itself. The same
 # shape for records unreadable on arrival (raw_quarantine) and invalid as flows (flow_quarantine).

@@ -24,6 +24,7 @@ from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
 from flows_pipeline.sources.records import BadFlowFileError, Received, csv_records, goflow2_records
 from flows_pipeline.sources.rotated_files import NoFlowFilesError, files_for_hour
 from flows_pipeline.sources.synthetic import synthetic_batches
+from flows_pipeline.sources.time_units import TimeUnit
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SourceSettings:
     skip_bad_files: bool  # False: an unreadable file fails the run
     empty_hour_ok: bool  # False: an hour without files fails the run
     synthetic_rows: int
+    time_unit: TimeUnit = "ns"  # of the numeric times in GoFlow2 and CSV files
 
 
 @dataclass
@@ -77,12 +79,15 @@ def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
         number += len(texts)
 
 
-def _line_batches(reader: Callable[[Path], Iterator[Received]]) -> Callable[[Path, int], Iterator[ReceivedBatch]]:
-    return lambda path, batch_rows: _batches(reader(path), batch_rows)
+def _line_batches(
+    reader: Callable[[Path, str], Iterator[Received]],
+) -> Callable[[Path, int, str], Iterator[ReceivedBatch]]:
+    return lambda path, batch_rows, time_unit: _batches(reader(path, time_unit), batch_rows)
 
 
-FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, int], Iterator[ReceivedBatch]]]] = {
-    "nfcapd": (("",), _nfcapd_batches),
+FILE_FORMATS: dict[str, tuple[tuple[str, ...], Callable[[Path, int, str], Iterator[ReceivedBatch]]]] = {
+    # nfdump prints its times as text in UTC (TZ=UTC): no unit to configure
+    "nfcapd": (("",), lambda path, batch_rows, _time_unit: _nfcapd_batches(path, batch_rows)),
     "goflow2": ((".json", ".jsonl"), _line_batches(goflow2_records)),
     "csv": ((".csv",), _line_batches(csv_records)),
 }
@@ -125,7 +130,7 @@ def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_
     for flow_file in files:
         yielded = False
         try:
-            for batch in reader(flow_file.path, min(batch_rows, RECEIVED_BATCH_ROWS)):
+            for batch in reader(flow_file.path, min(batch_rows, RECEIVED_BATCH_ROWS), settings.time_unit):
                 yielded = True
                 yield batch
         except BadFlowFileError as bad:

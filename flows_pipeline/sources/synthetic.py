@@ -25,6 +25,9 @@ _SERVICE_WEIGHTS = np.array([0.45, 0.12, 0.15, 0.04, 0.04, 0.02, 0.02, 0.02, 0.0
 # SYN|ACK|PSH|FIN (a complete session), SYN only (scan or refused), ACK, PSH|ACK, RST|ACK, SYN|ACK
 _TCP_FLAGS = np.array([0x1B, 0x02, 0x10, 0x18, 0x14, 0x12])
 _TCP_FLAG_WEIGHTS = np.array([0.55, 0.12, 0.15, 0.1, 0.05, 0.03])
+# echo request, echo reply, port unreachable, time exceeded; ICMPv6 echo request and reply, neighbour solicitation
+_ICMP_TYPE_CODES = np.array([8 << 8, 0, 3 << 8 | 3, 11 << 8])
+_ICMPV6_TYPE_CODES = np.array([128 << 8, 129 << 8, 135 << 8])
 _IPV6_SHARE = 0.1
 _EXPORTERS = 4
 _INTERNAL_HOSTS, _EXTERNAL_HOSTS, _IPV6_HOSTS = 4096, 16384, 2048
@@ -87,7 +90,9 @@ def _batch(
     service = rng.choice(_SERVICE_PORTS, n, p=_SERVICE_WEIGHTS / _SERVICE_WEIGHTS.sum())
     ephemeral = rng.integers(32768, 61000, n)
     src_port = np.where(has_ports, ephemeral, 0)
-    dst_port = np.where(has_ports, service, 0)
+    # ICMP flows carry type * 256 + code in the destination port, as NetFlow v5/v9 exporters write it
+    icmp = np.where(proto == 58, _ICMPV6_TYPE_CODES[ephemeral % 3], _ICMP_TYPE_CODES[ephemeral % 4])
+    dst_port = np.where(has_ports, service, np.where((proto == 1) | (proto == 58), icmp, 0))
 
     # Pareto packets (a few elephant flows carry most bytes), plausible mean packet sizes.
     packets = np.minimum(1 + (rng.pareto(1.2, n) * 3).astype(np.int64), 50_000_000)
@@ -114,6 +119,12 @@ def _batch(
         np.ones(n, dtype=np.int64),
         rng.integers(1, 49, n),
         rng.integers(1, 49, n),
+        pa.nulls(n, pa.int64()),  # no receive time: generated, not received
+        pa.nulls(n, pa.int32()),  # ICMP type and code come from the port field, as in NetFlow v5/v9
+        pa.nulls(n, pa.int32()),
+        pa.nulls(n, pa.int32()),
+        pa.nulls(n, pa.string()),
+        pa.nulls(n, pa.string()),
         pa.nulls(n, pa.string()).fill_null("synthetic"),
         np.arange(first_row, first_row + n, dtype=np.int64),
     ]

@@ -30,5 +30,18 @@ FLOW_TABLE_SCHEMA = pa.schema(
         pa.field("observer.ip", pa.string(), nullable=False),  # the exporter
         pa.field("observer.ingress.interface.id", pa.int32()),
         pa.field("observer.egress.interface.id", pa.int32()),
+        # kept for security searches, null where the source does not give them (Filebeat's netflow names
+        # where ECS has none): ICMP type and code by IP version, the exporter's sampling interval (1 in N
+        # packets; counters above are already scaled by it), VLAN and MAC addresses (ECS: upper case, "-")
+        pa.field("netflow.icmp_type_ipv4", pa.int16()),
+        pa.field("netflow.icmp_code_ipv4", pa.int16()),
+        pa.field("netflow.icmp_type_ipv6", pa.int16()),
+        pa.field("netflow.icmp_code_ipv6", pa.int16()),
+        pa.field("netflow.sampling_interval", pa.int64()),
+        pa.field("network.vlan.id", pa.int32()),
+        pa.field("source.mac", pa.string()),
+        pa.field("destination.mac", pa.string()),
+        # the Community ID flow hash (Zeek, Suricata, Filebeat): only when FLOWS_COMMUNITY_ID is on
+        pa.field("network.community_id", pa.string()),
     ]
 )

@@ -19,7 +19,7 @@ from flows_pipeline.hour import Hour
 from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
 from flows_pipeline.sources.source_reader import ReceivedBatch
 from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
-from flows_pipeline.tables.normalizer import belongs_to_hour, normalize
+from flows_pipeline.tables.normalizer import DEFAULT_OPTIONS, TIME_COLUMNS, NormalizeOptions, belongs_to_hour, normalize
 from flows_pipeline.tables.row_groups import RowGroupWriter, parquet_metadata, read_batches
 
 
@@ -37,6 +37,7 @@ class FlowTableStats:
     outside_hour: int
     row_groups: int
     bytes_on_disk: int
+    sha256: str  # of the flow table file, recorded beside it and checked before it is indexed
 
 
 class RecordsLostError(TerminalError):
@@ -58,7 +59,13 @@ def write_raw_flows(
 
 
 def build_flow_table(
-    raw_path: Path, raw_quarantine_path: Path, hour: Hour, table_path: Path, quarantine_path: Path, row_group_rows: int
+    raw_path: Path,
+    raw_quarantine_path: Path,
+    hour: Hour,
+    table_path: Path,
+    quarantine_path: Path,
+    row_group_rows: int,
+    options: NormalizeOptions = DEFAULT_OPTIONS,
 ) -> FlowTableStats:
     """Normalize the raw table into the hour's flow table; its quarantine gets every rejected record."""
     read = outside = 0
@@ -69,7 +76,7 @@ def build_flow_table(
         for rejected in read_batches(raw_quarantine_path, batch_rows=row_group_rows):
             quarantine.write(rejected)
         for raw in read_batches(raw_path, batch_rows=row_group_rows):
-            result = normalize(raw, hour)
+            result = normalize(raw, hour, options)
             flows.write(result.flows)
             quarantine.write(result.quarantine)
             read += raw.num_rows
@@ -82,6 +89,7 @@ def build_flow_table(
         outside_hour=outside,
         row_groups=-(-flows.rows // row_group_rows),
         bytes_on_disk=table_path.stat().st_size,
+        sha256=flows.digest,
     )
     if stats.records_read != stats.rows + stats.quarantined + stats.outside_hour:
         raise RecordsLostError(f"flow table of {hour.key} does not account for every record: {stats}")
@@ -103,16 +111,16 @@ class RecordTally:
         return self.records_read == self.rows + self.quarantined + self.outside_hour
 
 
-def recount(paths: dict[str, Path], hour: Hour) -> RecordTally:
+def recount(paths: dict[str, Path], hour: Hour, time_unit: str = "ns") -> RecordTally:
     """Records read = flow rows + quarantined + other hours, counted again from the files.
 
     Row counts come from the Parquet footers; flows of other hours are recounted from the raw
-    table's start times (one column, batch by batch).
+    table's times (three columns, batch by batch).
     """
     rows = {name: parquet_metadata(paths[name]).num_rows for name in TABLES}
     outside = 0
-    for batch in read_batches(paths["raw_flows"], columns=["time_flow_start_ns"]):
-        outside += batch.num_rows - (pc.sum(belongs_to_hour(batch.column(0), hour)).as_py() or 0)
+    for batch in read_batches(paths["raw_flows"], columns=TIME_COLUMNS):
+        outside += batch.num_rows - (pc.sum(belongs_to_hour(batch, hour, time_unit)).as_py() or 0)
     return RecordTally(
         records_read=rows["raw_flows"] + rows["raw_quarantine"],
         rows=rows["flow_table"],

@@ -3,10 +3,18 @@
 Fixed row groups are what makes the index plan cheap: a chunk is a range of row groups whose
 row counts the file footer already knows. The file appears under its final name only when
 complete, so a crashed step never leaves a half table that a later step could index.
+
+Damage on disk is detected twice over. Every data page carries a CRC-32 that every read checks
+(Parquet's page checksums), so a flipped byte in a page fails the read naming the file instead
+of decoding into other values. And the SHA-256 of the whole file, recorded next to it
+(`<HH>.parquet.sha256`) when it is written, is checked before a table is published from (the
+index plan, the summary): that also covers the footer, a truncated file, and a file replaced by
+another valid table. Cost, measured on a 1M-row flow table: README.md, "Table integrity".
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +39,37 @@ def _corrupt(path: Path | str, err: Exception) -> CorruptTableError:
         f"re-materialize {asset} for this hour (and what depends on it), e.g. "
         f"`dagster asset materialize -m flows_pipeline.definitions --select '{asset}*' --partition <hour>`"
     )
+
+
+def digest_path(path: Path | str) -> Path:
+    return Path(f"{path}.sha256")
+
+
+def file_digest(path: Path | str) -> str:
+    with open(path, "rb") as table:
+        return hashlib.file_digest(table, "sha256").hexdigest()
+
+
+def verify_digest(path: Path | str) -> str:
+    """The table's SHA-256, checked against the one recorded when it was written; CorruptTableError
+    (naming the file) when they differ, or when none was recorded (a table of an older version, or
+    a file put there by hand: nothing says what it should hold)."""
+    try:
+        recorded = digest_path(path).read_text().strip()
+        actual = file_digest(path)
+    except FileNotFoundError as err:
+        raise _corrupt(path, err) from err
+    if actual != recorded:
+        raise _corrupt(path, ValueError(f"its SHA-256 is {actual}, but {recorded} was recorded when it was written"))
+    return actual
+
+
+def _write_digest(tmp: Path, path: Path) -> str:
+    digest = file_digest(tmp)
+    digest_tmp = digest_path(tmp)
+    digest_tmp.write_text(digest + "\n")
+    os.replace(digest_tmp, digest_path(path))
+    return digest
 
 
 def parquet_metadata(path: Path | str) -> pq.FileMetaData:
@@ -62,6 +101,7 @@ class RowGroupWriter:
             raise ValueError(f"row_group_rows must be at least 1, got {row_group_rows}")
         self.path = path
         self.rows = 0
+        self.digest = ""  # SHA-256 of the file, once closed
         self._schema = schema
         self._row_group_rows = row_group_rows
         self._pending: list[pa.RecordBatch] = []
@@ -78,6 +118,7 @@ class RowGroupWriter:
             # prune on. Together: writing a million flows 340 -> 210 ms, files 13% larger.
             use_dictionary=[field.name for field in schema if pa.types.is_string(field.type)],
             write_statistics=[field.name for field in schema if pa.types.is_timestamp(field.type)],
+            write_page_checksum=True,
         )
 
     def write(self, batch: pa.RecordBatch) -> None:
@@ -99,11 +140,15 @@ class RowGroupWriter:
             self._writer.write_table(table, row_group_size=self._row_group_rows)
             self.rows += self._pending_rows
         self._writer.close()
+        # a crash between the two renames leaves a table and a digest that disagree: verification
+        # reports it (re-materialize), it never passes a table whose bytes were not the ones digested
+        self.digest = _write_digest(self._tmp, self.path)
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
         self._writer.close()
         self._tmp.unlink(missing_ok=True)
+        digest_path(self._tmp).unlink(missing_ok=True)
 
     def __enter__(self) -> RowGroupWriter:
         return self
@@ -129,7 +174,7 @@ def read_batches(
     which made a step's memory grow with its chunk's length.
     """
     try:
-        table = pq.ParquetFile(path)
+        table = pq.ParquetFile(path, page_checksum_verification=True)
         for group in range(table.num_row_groups) if row_groups is None else row_groups:
             # one thread: a chunk step reads sequentially anyway, and Arrow's reader threads each keep
             # buffers of their own (measured: +45 MB RSS per step for nothing)

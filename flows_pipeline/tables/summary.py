@@ -13,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from flows_pipeline.errors import TerminalError
 from flows_pipeline.hour import Hour
-from flows_pipeline.tables.row_groups import read_batches
+from flows_pipeline.tables.row_groups import read_batches, verify_digest
 
 TOP = 20
 COUNTERS = ["flows", "bytes", "packets"]
@@ -40,31 +41,80 @@ _KINDS: dict[str, tuple[list[str], bool]] = {
 _COLUMNS = ["@timestamp", "source.ip", "destination.ip", "destination.port", "network.transport"]
 
 
+# Counters are summed exactly: each is split into its high and low 32 bits, whose int64 sums cannot
+# wrap below 2^31 flows a key per hour, and the halves are joined as Python ints at the end. A
+# total beyond Elasticsearch's `long` is an error, never a wrapped or negative number.
+_PARTS = ["flows", "bytes_hi", "bytes_lo", "packets_hi", "packets_lo"]
+_LOW_BITS = 32
+INT64_MAX = 2**63 - 1
+
+
+class SummaryOverflowError(TerminalError):
+    """An hour's total that no 64-bit counter holds: the flow table's counters are implausible."""
+
+
 @dataclass
 class _Totals:
     by: list[str]
     totals: pd.DataFrame | None = None
 
     def add(self, frame: pd.DataFrame) -> None:
-        part = frame.groupby(self.by, dropna=True)[COUNTERS].sum()
-        self.totals = part if self.totals is None else self.totals.add(part, fill_value=0)
+        part = frame.groupby(self.by, dropna=True)[_PARTS].sum()
+        if self.totals is None:
+            self.totals = part
+        else:  # concatenated and regrouped, not DataFrame.add: its alignment goes through float64
+            levels = list(range(part.index.nlevels))
+            self.totals = pd.concat([self.totals, part]).groupby(level=levels).sum()
+
+
+def _split(frame: pd.DataFrame) -> None:
+    for counter in ("bytes", "packets"):
+        values = frame[counter].to_numpy()
+        frame[f"{counter}_hi"] = values >> _LOW_BITS
+        frame[f"{counter}_lo"] = values & ((1 << _LOW_BITS) - 1)
+
+
+def _joined(result: pd.DataFrame, hour: Hour, kind: str) -> pd.DataFrame:
+    """The exact totals per key (Python ints), checked against Elasticsearch's long."""
+    joined = pd.DataFrame(index=result.index)
+    joined["flows"] = [int(v) for v in result["flows"]]
+    for counter in ("bytes", "packets"):
+        totals = [
+            (int(hi) << _LOW_BITS) + int(lo)
+            for hi, lo in zip(result[f"{counter}_hi"], result[f"{counter}_lo"], strict=True)
+        ]
+        if totals and max(totals) > INT64_MAX:
+            key = result.index[totals.index(max(totals))]
+            raise SummaryOverflowError(
+                f"{hour.key}: the {counter} of {kind} {_key_text(key)} add up to {max(totals)}, beyond a 64-bit "
+                "counter (2^63-1): no link carries that in an hour; check that key's flows in flow_table (their "
+                "counters and sampling_interval), fix the source, then re-materialize the hour"
+            )
+        joined[counter] = pd.Series(totals, index=result.index, dtype=object)
+    return joined
 
 
 def summarize(table_path: Path, hour: Hour) -> pa.Table:
     """The summary rows of one hour's flow table."""
+    verify_digest(table_path)  # the summary is published too: never from a damaged table
     totals = {kind: _Totals(by) for kind, (by, _) in _KINDS.items()}
     for batch in read_batches(table_path, columns=[*_COLUMNS, "network.bytes", "network.packets"]):
         frame = batch.to_pandas().rename(columns={"network.bytes": "bytes", "network.packets": "packets"})
         frame["flows"] = 1
+        _split(frame)
         frame["minute"] = frame["@timestamp"].dt.floor("min").dt.strftime("%Y-%m-%dT%H:%MZ")
         for running in totals.values():
             running.add(frame)
     rows = []
     for kind, (_, cut) in _KINDS.items():
-        result = totals[kind].totals
-        if result is None or result.empty:
+        if totals[kind].totals is None or totals[kind].totals.empty:
             continue
-        result = result.sort_values("bytes", ascending=False) if cut else result.sort_index()
+        result = _joined(totals[kind].totals, hour, kind)
+        if cut:  # largest first, ties in key order so the same hour always ranks the same
+            exact = list(result["bytes"])
+            result = result.iloc[sorted(range(len(exact)), key=lambda i: -exact[i])]
+        else:
+            result = result.sort_index()
         result = result.head(TOP) if cut else result
         for rank, (key, values) in enumerate(result.iterrows(), start=1):
             rows.append(

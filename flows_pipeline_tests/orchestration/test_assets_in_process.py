@@ -52,3 +52,33 @@ def test_a_wrong_source_setting_fails_the_step_once_naming_the_setting(tmp_path:
     error = failures[0].step_failure_data.error
     assert "ConfigurationError" in error.message and "FLOWS_SOURCE_ROOT" in error.message
     assert error.cause is not None and error.cause.cls_name == "ConfigurationError"
+
+
+def test_an_exporter_writing_seconds_is_read_correctly_once_the_source_says_so(tmp_path: Path):
+    """The time-units kind: the same file quarantined as "looks like seconds" under GoFlow2's
+    nanoseconds, and read as flows of the hour with FLOWS_SOURCE_TIME_UNIT=s."""
+    root = tmp_path / "goflow2"
+    root.mkdir()
+    start = 1_635_390_000  # 2021-10-28 03:00:00 UTC, in seconds
+    (root / "goflow2-202110280305.jsonl").write_text(
+        "".join(
+            f'{{"time_flow_start_ns": {start + i}, "time_flow_end_ns": {start + i + 1}, "src_addr": "10.0.0.{i}", '
+            f'"dst_addr": "192.0.2.1", "proto": "UDP", "src_port": 5000, "dst_port": 53, "bytes": 80, "packets": 1}}\n'
+            for i in range(1, 4)
+        )
+    )
+    outcomes = {}
+    for unit in ("ns", "s"):
+        storage = FlowStorage(root=str(tmp_path / unit))
+        source = FlowSource(kind="goflow2", root=str(root), time_unit=unit)
+        result = materialize(
+            [raw_flows, flow_table], resources={"storage": storage, "source": source}, partition_key=PARTITION
+        )
+        table = result.asset_materializations_for_node("flow_table")[0].metadata
+        quarantine = pq.read_table(tmp_path / unit / "flow_quarantine" / "2021-10-28" / "03.parquet")
+        reasons = {reason.split(" (")[0] for reason in quarantine.column("reason").to_pylist()}
+        outcomes[unit] = (table["rows"].value, table["outside_hour"].value, reasons)
+    assert outcomes == {
+        "ns": (0, 0, {"time_flow_start_ns: looks like seconds, not nanoseconds"}),
+        "s": (3, 0, set()),
+    }

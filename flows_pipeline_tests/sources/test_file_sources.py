@@ -54,11 +54,11 @@ def test_goflow2_lines_are_indexed_and_bad_ones_quarantined_with_file_and_line(p
     assert (doc["destination.ip"], doc["network.transport"], doc["network.type"]) == ("198.51.100.53", "udp", "ipv4")
     quarantined = {(q["reason"], q["source"].rsplit("/", 1)[1], q["source_row"]) for q in quarantine_of(project, HOUR)}
     assert quarantined == {
-        ("invalid source ip", "goflow2-202110280300.jsonl", 31),
-        ("non-numeric bytes", "goflow2-202110280300.jsonl", 32),
-        ("end before start", "goflow2-202110280300.jsonl", 33),
+        ("src_addr: not an IP address", "goflow2-202110280300.jsonl", 31),
+        ("bytes: not a number", "goflow2-202110280300.jsonl", 32),
+        ("time_flow_end_ns: before time_flow_start_ns", "goflow2-202110280300.jsonl", 33),
         ("unparseable JSON: unexpected character, expected a string key", "goflow2-202110280300.jsonl", 34),
-        ("source and destination of different IP versions", "goflow2-202110280300.jsonl", 36),
+        ("dst_addr: another IP version than src_addr", "goflow2-202110280300.jsonl", 36),
     }
 
 
@@ -82,3 +82,73 @@ def test_csv_files_with_the_documented_header_are_indexed(project, es_client, tm
     assert [(q["reason"], q["source_row"]) for q in quarantine_of(project, HOUR)] == [
         ("expected 10 columns, found 3", 22)
     ]
+
+
+def test_collector_oddities_are_quarantined_by_kind_and_the_rest_indexed_with_what_security_teams_search(
+    project, es_client, tmp_path
+):
+    """The issue-12 kinds end to end: impossible times, an overflowing sampled counter, IPv4-mapped
+    addresses, ICMP, VLAN and MAC fields, the Community ID; the summary agrees with Elasticsearch."""
+    root = tmp_path / "goflow2"
+    root.mkdir()
+    ordinary = [goflow2(i, sampling_rate=10, vlan_id=20, src_mac="00:1b:21:3a:4f:5e") for i in range(20)]
+    mapped = [goflow2(20 + i, src_addr="::ffff:10.1.0.1", dst_addr="::FFFF:198.51.100.53") for i in range(3)]
+    icmp = goflow2(23, proto="ICMP", src_port=0, dst_port=8 << 8)
+    odd = [
+        goflow2(24, time_flow_start_ns=0, time_flow_end_ns=0),
+        goflow2(25, time_flow_start_ns=T0 // SECOND, time_flow_end_ns=T0 // SECOND),
+        goflow2(26, time_flow_start_ns=T0 // 1_000_000, time_flow_end_ns=T0 // 1_000_000),
+        goflow2(27, bytes=2**62, sampling_rate=4),
+        goflow2(28, src_addr="010.1.0.1"),
+    ]
+    (root / "goflow2-202110280305.jsonl").write_text("\n".join([*ordinary, *mapped, icmp, *odd]) + "\n")
+
+    env = {"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root), "FLOWS_COMMUNITY_ID": "true"}
+    done = project.materialize(HOUR, extra_env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    assert [q["reason"].split(" (")[0] for q in quarantine_of(project, HOUR)] == [
+        "time_flow_start_ns: 0",
+        "time_flow_start_ns: looks like seconds, not nanoseconds",
+        "time_flow_start_ns: looks like milliseconds, not nanoseconds",
+        "bytes: times sampling_rate exceeds 2^63-1",
+        "src_addr: IPv4 with leading zeros",
+    ]
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(HOUR).label}"
+    assert es_client.count(index=alias)["count"] == 24
+    first = es_client.search(index=alias, query={"term": {"event.sequence": 0}})["hits"]["hits"][0]["_source"]
+    assert (first["network.bytes"], first["netflow.sampling_interval"], first["network.vlan.id"]) == (1000, 10, 20)
+    assert first["source.mac"] == "00-1B-21-3A-4F-5E" and first["network.community_id"].startswith("1:")
+    ping = es_client.search(index=alias, query={"term": {"network.transport": "icmp"}})["hits"]["hits"][0]["_source"]
+    assert (ping["netflow.icmp_type_ipv4"], ping["netflow.icmp_code_ipv4"]) == (8, 0)
+    assert "source.port" not in ping
+    v4 = es_client.count(index=alias, query={"term": {"network.type": "ipv4"}})["count"]
+    assert v4 == 24  # the mapped flows are IPv4 flows
+
+    # the summary's totals are Elasticsearch's own aggregations of the same hour
+    hour = hour_of(HOUR)
+    summary = pq.read_table(project.storage / "flow_summary" / f"{hour.start:%Y-%m-%d}" / f"{hour.start:%H}.parquet")
+    rows = {(r["kind"], r["key"]): (r["flows"], r["bytes"], r["packets"]) for r in summary.to_pylist()}
+    aggs = es_client.search(
+        index=alias,
+        size=0,
+        aggs={
+            field: {
+                "terms": {"field": field, "size": 100},
+                "aggs": {
+                    "bytes": {"sum": {"field": "network.bytes"}},
+                    "packets": {"sum": {"field": "network.packets"}},
+                },
+            }
+            for field in ("source.ip", "network.transport")
+        },
+    )["aggregations"]
+    for kind, field in (("top_source", "source.ip"), ("transport", "network.transport")):
+        expected = {
+            (kind, b["key"]): (b["doc_count"], int(b["bytes"]["value"]), int(b["packets"]["value"]))
+            for b in aggs[field]["buckets"]
+        }
+        summarized = {key: value for key, value in rows.items() if key[0] == kind}
+        assert summarized == {key: expected[key] for key in summarized}  # top_source keeps the top 20
+        assert len(summarized) == min(len(expected), 20)
+    assert rows[("top_source", "10.1.0.1")][0] == 4  # 10.1.0.1 and its three mapped flows: one host

@@ -207,11 +207,11 @@ def test_arrow_reads_nfdump_blocks_exactly_as_the_record_by_record_path(nfcapd_r
 @pytest.mark.parametrize(
     ("field", "value", "reason"),
     [
-        ("src_port", "3000000000", "src_port out of range"),  # beyond int32
+        ("src_port", "3000000000", "src_port: out of range"),  # beyond int32
         ("first", '"yesterday"', "Invalid isoformat"),
         ("src4_addr", '""', None),  # empty: the Python path reads the IPv6 field instead
         ("proto", '"tcp"', None),  # a protocol name: the Python path maps it
-        ("in_bytes", "1.5", "non-integer bytes"),
+        ("in_bytes", "1.5", "bytes: not an integer"),
     ],
 )
 def test_a_block_with_an_odd_record_is_read_record_by_record(nfcapd_root, field, value, reason):

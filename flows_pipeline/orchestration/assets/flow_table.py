@@ -7,7 +7,7 @@ from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TA
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
-from flows_pipeline.orchestration.resources import FlowStorage
+from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
 from flows_pipeline.tables.column_docs import FLOW_COLUMNS
 from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
 from flows_pipeline.tables.hour_tables import TABLES, build_flow_table, recount
@@ -34,7 +34,7 @@ EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
     tags=TAGS,
     code_version=CODE_VERSION,
 )
-def flow_table(context: AssetExecutionContext, storage: FlowStorage):
+def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource):
     """The hour's flows in the typed ECS flow schema; invalid records go to the quarantine table."""
     with retry_only_transient_errors():
         hour = hour_of(context.partition_key)
@@ -46,6 +46,7 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage):
             table_path=paths["flow_table"],
             quarantine_path=paths["flow_quarantine"],
             row_group_rows=storage.row_group_rows,
+            options=source.normalize_options(storage.community_id),
         )
         yield MaterializeResult(
             metadata={
@@ -56,12 +57,13 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage):
                 "outside_hour": stats.outside_hour,
                 "row_groups": stats.row_groups,
                 "size (bytes)": MetadataValue.int(stats.bytes_on_disk),
+                "sha256": stats.sha256,
                 "path": MetadataValue.path(str(paths["flow_table"])),
                 "quarantine_path": MetadataValue.path(str(paths["flow_quarantine"])),
             }
         )
         # recounted from the files as written, independently of the counters above
-        tally = recount(paths, hour)
+        tally = recount(paths, hour, source.numeric_time_unit)
     yield AssetCheckResult(
         check_name=EVERY_RECORD_ACCOUNTED_FOR.name,
         passed=tally.balanced,
