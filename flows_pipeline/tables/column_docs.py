@@ -10,7 +10,7 @@ FLOW_COLUMNS: dict[str, str] = {
     "@timestamp": "Flow start (first seen), UTC, milliseconds.",
     "event.end": "Flow end (last seen), UTC, milliseconds.",
     "event.duration": "Flow duration in nanoseconds (ECS).",
-    "source.ip": "Source address.",
+    "source.ip": "Source address, canonical text (IPv4-mapped IPv6 as the IPv4 host).",
     "source.port": "Source port; null for protocols without ports (ICMP, GRE, ESP...).",
     "destination.ip": "Destination address.",
     "destination.port": "Destination port; null for protocols without ports.",
@@ -23,6 +23,15 @@ FLOW_COLUMNS: dict[str, str] = {
     "observer.ip": "The exporter (router, probe) that reported the flow.",
     "observer.ingress.interface.id": "Input interface index (SNMP ifIndex) on the exporter.",
     "observer.egress.interface.id": "Output interface index (SNMP ifIndex) on the exporter.",
+    "netflow.icmp_type_ipv4": "ICMP type of an IPv4 ICMP flow (Filebeat's netflow name); null otherwise.",
+    "netflow.icmp_code_ipv4": "ICMP code of an IPv4 ICMP flow; null otherwise.",
+    "netflow.icmp_type_ipv6": "ICMPv6 type of an IPv6 ICMP flow; null otherwise.",
+    "netflow.icmp_code_ipv6": "ICMPv6 code of an IPv6 ICMP flow; null otherwise.",
+    "netflow.sampling_interval": "The exporter's sampling interval (1 in N packets); 1 when unsampled.",
+    "network.vlan.id": "VLAN id, where the source gives it.",
+    "source.mac": "Source MAC address, where the source gives it.",
+    "destination.mac": "Destination MAC address, where the source gives it.",
+    "network.community_id": "Community ID flow hash (v1, seed 0), when FLOWS_COMMUNITY_ID=true; else null.",
 }
 
 RAW_COLUMNS: dict[str, str] = {
