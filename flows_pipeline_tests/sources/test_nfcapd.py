@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterEventType
 
+from flows_pipeline.es.summary_index import index_totals
 from flows_pipeline.hour import hour_of
 from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.sources.source_reader import _batches
@@ -97,14 +98,9 @@ def file_holding(root: Path, address: str) -> Path:
 
 
 def es_totals(es_client, alias: str) -> list[int]:
-    response = es_client.search(
-        index=alias,
-        size=0,
-        track_total_hits=True,
-        aggs={"packets": {"sum": {"field": "network.packets"}}, "bytes": {"sum": {"field": "network.bytes"}}},
-    )
-    aggs = response["aggregations"]
-    return [response["hits"]["total"]["value"], int(aggs["packets"]["value"]), int(aggs["bytes"]["value"])]
+    """flows, packets, bytes through the alias, as nfdump's summary orders them."""
+    totals = index_totals(es_client, alias)
+    return [totals.flows, totals.packets, totals.bytes]
 
 
 def nfcapd_env(project, root: Path, **extra: str) -> dict[str, str]:
