@@ -26,7 +26,7 @@ def main(mode: str, table: str, es_url: str, index: str, headroom: int) -> None:
         body = b"".join(body.payload for body in chunk_bodies(chunk, limits))
         print(f"built {len(body)} bytes")
     else:
-        result = index_chunk(client, ChunkTask(index, chunk), limits, FlowsElasticsearch().retry)
+        result = index_chunk(client, es_url, ChunkTask(index, chunk), limits, FlowsElasticsearch().retry)
         print(f"indexed {result.indexed}")
 
 

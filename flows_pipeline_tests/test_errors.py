@@ -87,10 +87,10 @@ def test_the_clusters_error_type_decides_not_the_status(status, error_type, extr
 
 def test_a_missing_shard_on_a_red_index_is_terminal():
     err = api_error(503, error_body(503, "unavailable_shards_exception", "primary shard is not active"))
-    healing = classify_api_error(err, "bulk", "https://es.example:9200", index_is_red=lambda: False)
-    red = classify_api_error(err, "bulk", "https://es.example:9200", index_is_red=lambda: True)
+    healing = classify_api_error(err, "bulk", "https://es.example:9200", red_index=lambda: None)
+    red = classify_api_error(err, "bulk", "https://es.example:9200", red_index=lambda: "node n2 left")
     assert healing.retryable and not red.retryable
-    assert "the index is red" in str(red)
+    assert "the index is red: node n2 left" in str(red)
 
 
 def test_the_message_names_what_failed_the_clusters_reason_its_cause_and_the_fix():

@@ -20,6 +20,7 @@ from flows_pipeline.errors import TerminalError
 from flows_pipeline.es.bulk_encoding import BulkBody, assemble_bodies, encode_lines
 from flows_pipeline.es.bulk_sender import BulkRetry, BulkSender
 from flows_pipeline.es.chunk_plan import ChunkSpec
+from flows_pipeline.es.cluster_health import check_index_health, index_nodes
 from flows_pipeline.tables.row_groups import read_batches
 
 
@@ -72,10 +73,16 @@ def _encoded_batches(chunk: ChunkSpec, batch_rows: int) -> Iterator[tuple[int, p
         first_row += batch.num_rows
 
 
-def index_chunk(client: Elasticsearch, task: ChunkTask, limits: BulkLimits, retry: BulkRetry) -> ChunkResult:
-    """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected."""
+def index_chunk(client: Elasticsearch, url: str, task: ChunkTask, limits: BulkLimits, retry: BulkRetry) -> ChunkResult:
+    """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected.
+
+    A red attempt index (its primary's node gone, e.g. before a retry of this step) fails at once,
+    naming the node, rather than after every body has waited for the missing primary.
+    """
     started = time.monotonic()
-    tally = BulkSender(client, task.index, limits.max_in_flight, retry).send_all(chunk_bodies(task.chunk, limits))
+    check_index_health(client, url, task.index, f"loading {task.chunk.key} into {task.index}")
+    sender = BulkSender(client, task.index, limits.max_in_flight, retry, known_nodes=index_nodes(client, task.index))
+    tally = sender.send_all(chunk_bodies(task.chunk, limits))
     return ChunkResult(
         task=task,
         indexed=tally.indexed,

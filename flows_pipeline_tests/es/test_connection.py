@@ -18,6 +18,7 @@ import pytest
 from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.es.cluster_errors import ClusterRefusedError
 from flows_pipeline.es.connection import ClusterUrlError, connect, parse_cluster_url, safe_url
+from flows_pipeline_tests.es_nodes import start_nodes, stop_nodes
 from flows_pipeline_tests.support import connection_settings
 
 # passwords as `openssl rand -base64` makes them, pasted into ES_URL without percent-encoding
@@ -125,3 +126,16 @@ def _serving(server: http.server.HTTPServer) -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.cluster
+def test_a_server_of_another_major_is_named_with_its_version():
+    # an 8.x node refuses the 9.x client's compatible-with=9 headers (media_type_header_exception)
+    nodes = start_nodes("8.19.0", [9313])
+    try:
+        with pytest.raises(ClusterRefusedError) as failure:
+            connect(connection_settings(nodes[0].url))
+    finally:
+        stop_nodes(nodes)
+    assert f"Elasticsearch at {nodes[0].url} is version 8.19.0, but this project's client is 9." in str(failure.value)
+    assert "major version must equal the server's" in str(failure.value)
