@@ -106,3 +106,11 @@ def test_the_message_names_what_failed_the_clusters_reason_its_cause_and_the_fix
     assert "HTTP 429 cluster_block_exception: index [flows-2021.10.28-03-abc] blocked by" in message
     assert "caused by some_cause: the cause's reason" in message
     assert "free disk space" in message
+
+
+def test_the_shard_limit_is_named_with_its_setting():
+    reason = "Validation Failed: 1: this action would add [1] shards, but this cluster currently has [1000]/[1000] "
+    reason += "maximum normal shards open; for more information, see https://ela.st/max-shard-limit-reached;"
+    error = classify_api_error(api_error(400, error_body(400, "validation_exception", reason)), "creating X", "u")
+    assert not error.retryable
+    assert "maximum normal shards open" in str(error) and "raise cluster.max_shards_per_node" in str(error)

@@ -66,6 +66,11 @@ RED_INDEX_ADVICE = (
     "A resend cannot write to it: bring back the node that left, or fix what the nodes' deciders name (free disk "
     "space past a watermark); then re-materialize the hour, which loads into a new index on the live nodes"
 )
+# Elasticsearch refuses an index (or more replicas) beyond cluster.max_shards_per_node x data nodes
+SHARD_LIMIT_ADVICE = (
+    "the cluster's shard limit is reached (replicas count, assigned or not): delete or close indices of hours no "
+    "longer needed, or raise cluster.max_shards_per_node; then re-materialize the hour"
+)
 _TERMINAL_ADVICE = "a retry cannot change this; fix the cause, then re-materialize the hour"
 _TRANSIENT_ADVICE = (
     "a transient fault (retried where the step allows it); if it persists, check the cluster's health and load"
@@ -123,6 +128,8 @@ def classify_api_error(
     durability = error.get("durability") if isinstance(error, dict) else None
     transient = is_transient_type(error_type, status, durability)
     advice = _ADVICE.get(error_type, _TRANSIENT_ADVICE if transient else _TERMINAL_ADVICE)
+    if error_type == "validation_exception" and "maximum normal shards open" in reason:
+        advice = SHARD_LIMIT_ADVICE
     if transient and error_type in SHARD_UNAVAILABLE_TYPES and red_index is not None and (why := red_index()):
         transient = False
         advice = f"the index is red: {why}. {RED_INDEX_ADVICE}"
