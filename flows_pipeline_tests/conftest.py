@@ -21,7 +21,8 @@ NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "dagste
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if NEEDS_ELASTICSEARCH & set(getattr(item, "fixturenames", ())):
+        # a test that starts its own nodes (`cluster`) needs Elasticsearch too
+        if NEEDS_ELASTICSEARCH & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
 
 

@@ -3,8 +3,9 @@
 Elasticsearch answers 429 when its write queue is full and 503 when a shard is unavailable, but
 neither can be provoked on demand on a healthy single node; this proxy makes the first matching
 requests fail in those ways (or drops the connection), then forwards everything unchanged.
-Item-level throttling is simulated on a forwarded bulk request: "errors" answers `{"errors":true}`
-whatever the node said, "items-429" marks every other item of the node's answer as throttled.
+Item-level throttling is simulated on a forwarded bulk request: "errors" answers that an item was
+throttled (the short answer: errors and the failed items' type, no positions) whatever the node
+said, "items-429" marks every other item of the node's answer as throttled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ INJECTED_ERRORS = {
     429: ("es_rejected_execution_exception", "injected: rejected execution of coordinating operation"),
     503: ("unavailable_shards_exception", "injected: primary shard is not active"),
 }
+
+
+THROTTLED_SHORT_ANSWER = (
+    b'{"errors":true,"items":[{"index":{"error":{"type":"es_rejected_execution_exception","reason":"injected"}}}]}'
+)
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -58,7 +64,7 @@ class _Handler(socketserver.StreamRequestHandler):
         response = upstream.getresponse()
         answer = response.read()
         if fault == "errors":
-            answer = b'{"errors":true}'
+            answer = THROTTLED_SHORT_ANSWER
         elif fault == "items-429":
             answer = _throttle_every_other_item(answer)
         kept = {

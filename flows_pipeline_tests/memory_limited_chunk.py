@@ -29,7 +29,7 @@ def main(mode: str, table: str, es_url: str, attempt_json: str, headroom: int) -
         body = b"".join(body.payload for body in chunk_bodies(task, limits))
         print(f"built {len(body)} bytes")
     else:
-        result = index_chunk(client, task, limits, FlowsElasticsearch().retry)
+        result = index_chunk(client, es_url, task, limits, FlowsElasticsearch().retry)
         print(f"indexed {result.indexed}")
 
 

@@ -87,10 +87,10 @@ def test_the_clusters_error_type_decides_not_the_status(status, error_type, extr
 
 def test_a_missing_shard_on_a_red_index_is_terminal():
     err = api_error(503, error_body(503, "unavailable_shards_exception", "primary shard is not active"))
-    healing = classify_api_error(err, "bulk", "https://es.example:9200", index_is_red=lambda: False)
-    red = classify_api_error(err, "bulk", "https://es.example:9200", index_is_red=lambda: True)
+    healing = classify_api_error(err, "bulk", "https://es.example:9200", red_index=lambda: None)
+    red = classify_api_error(err, "bulk", "https://es.example:9200", red_index=lambda: "node n2 left")
     assert healing.retryable and not red.retryable
-    assert "the index is red" in str(red)
+    assert "the index is red: node n2 left" in str(red)
 
 
 def test_the_message_names_what_failed_the_clusters_reason_its_cause_and_the_fix():
@@ -106,3 +106,11 @@ def test_the_message_names_what_failed_the_clusters_reason_its_cause_and_the_fix
     assert "HTTP 429 cluster_block_exception: index [flows-2021.10.28-03-abc] blocked by" in message
     assert "caused by some_cause: the cause's reason" in message
     assert "free disk space" in message
+
+
+def test_the_shard_limit_is_named_with_its_setting():
+    reason = "Validation Failed: 1: this action would add [1] shards, but this cluster currently has [1000]/[1000] "
+    reason += "maximum normal shards open; for more information, see https://ela.st/max-shard-limit-reached;"
+    error = classify_api_error(api_error(400, error_body(400, "validation_exception", reason)), "creating X", "u")
+    assert not error.retryable
+    assert "maximum normal shards open" in str(error) and "raise cluster.max_shards_per_node" in str(error)

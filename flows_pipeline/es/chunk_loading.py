@@ -20,6 +20,7 @@ from flows_pipeline.errors import TerminalError
 from flows_pipeline.es.bulk_encoding import BulkBody, assemble_bodies, encode_lines
 from flows_pipeline.es.bulk_sender import BulkRetry, BulkSender
 from flows_pipeline.es.chunk_plan import ChunkSpec
+from flows_pipeline.es.cluster_health import check_index_health, index_nodes
 from flows_pipeline.es.index_lifecycle import AttemptReplacedError, LoadAttempt
 from flows_pipeline.tables.row_groups import read_batches
 
@@ -121,6 +122,7 @@ def _reporting(
 
 def index_chunk(
     client: Elasticsearch,
+    url: str,
     task: ChunkTask,
     limits: BulkLimits,
     retry: BulkRetry,
@@ -128,11 +130,22 @@ def index_chunk(
 ) -> ChunkResult:
     """Send every row of the chunk; the result counts what Elasticsearch accepted and rejected.
 
-    `report`, when given, is called with the chunk's progress every PROGRESS_EVERY_S seconds.
+    A red bucket index (its primary's node gone, e.g. before a retry of this step) fails at once,
+    naming the node, rather than after every body has waited for the missing primary. `report`,
+    when given, is called with the chunk's progress every PROGRESS_EVERY_S seconds.
     """
     started = time.monotonic()
+    bucket = task.attempt.bucket
+    check_index_health(client, url, bucket, f"loading {task.chunk.key} into {task.attempt.alias}")
     # through the attempt's alias, which must exist: a removed attempt is refused, never auto-created
-    sender = BulkSender(client, task.attempt.alias, limits.max_in_flight, retry, require_alias=True)
+    sender = BulkSender(
+        client,
+        task.attempt.alias,
+        limits.max_in_flight,
+        retry,
+        require_alias=True,
+        known_nodes=index_nodes(client, bucket),
+    )
     bodies = chunk_bodies(task, limits)
     if report is not None:
         bodies = _reporting(bodies, task, report, PROGRESS_EVERY_S)

@@ -47,13 +47,14 @@ SHARD_UNAVAILABLE_TYPES = frozenset(
 # Statuses that mean "try again later" when the body names no type we know.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
+CLUSTER_BLOCK_ADVICE = (
+    "a block on the index or the cluster stops writes: when it is the disk flood-stage watermark "
+    "(read_only_allow_delete), free disk space on the data nodes or raise "
+    "cluster.routing.allocation.disk.watermark.flood_stage; Elasticsearch lifts the block once the "
+    "disk is below the high watermark. Then re-materialize the hour"
+)
 _ADVICE = {
-    "cluster_block_exception": (
-        "a block on the index or the cluster stops writes: when it is the disk flood-stage watermark "
-        "(read_only_allow_delete), free disk space on the data nodes or raise "
-        "cluster.routing.allocation.disk.watermark.flood_stage; Elasticsearch lifts the block once the "
-        "disk is below the high watermark. Then re-materialize the hour"
-    ),
+    "cluster_block_exception": CLUSTER_BLOCK_ADVICE,
     "security_exception": (
         "the credentials lack a privilege: grant the role named in the reason (see the README's "
         "least privileges), or use ES_API_KEY / ES_USERNAME of a user that has it"
@@ -61,6 +62,15 @@ _ADVICE = {
     "index_not_found_exception": "the index is gone (deleted by another run or by hand): re-materialize the hour",
     "media_type_header_exception": "the server is not of this client's major version: use a matching cluster",
 }
+RED_INDEX_ADVICE = (
+    "A resend cannot write to it: bring back the node that left, or fix what the nodes' deciders name (free disk "
+    "space past a watermark); then re-materialize the hour, which loads into a new index on the live nodes"
+)
+# Elasticsearch refuses an index (or more replicas) beyond cluster.max_shards_per_node x data nodes
+SHARD_LIMIT_ADVICE = (
+    "the cluster's shard limit is reached (replicas count, assigned or not): delete or close indices of hours no "
+    "longer needed, or raise cluster.max_shards_per_node; then re-materialize the hour"
+)
 _TERMINAL_ADVICE = "a retry cannot change this; fix the cause, then re-materialize the hour"
 _TRANSIENT_ADVICE = (
     "a transient fault (retried where the step allows it); if it persists, check the cluster's health and load"
@@ -103,13 +113,14 @@ def classify_api_error(
     err: ApiError,
     what: str,
     url: str,
-    index_is_red: Callable[[], bool] | None = None,
+    red_index: Callable[[], str | None] | None = None,
 ) -> ClusterRefusedError | ClusterUnavailableError:
     """The project's error for an error answer of the cluster.
 
     `what` names the operation and its target ("bulk request to index X for rows 0-9999");
-    `url` is the cluster's URL without credentials. `index_is_red`, when given, is asked for a
-    missing-shard error: a red index does not heal by resending, so the error is terminal.
+    `url` is the cluster's URL without credentials. `red_index`, when given, is asked for a
+    missing-shard error: it says why the index is red (its missing node), or None when it is not;
+    a red index does not heal by resending, so the error is terminal.
     """
     error_type, reason, caused_by = error_details(err)
     status = err.status_code
@@ -117,12 +128,11 @@ def classify_api_error(
     durability = error.get("durability") if isinstance(error, dict) else None
     transient = is_transient_type(error_type, status, durability)
     advice = _ADVICE.get(error_type, _TRANSIENT_ADVICE if transient else _TERMINAL_ADVICE)
-    if transient and error_type in SHARD_UNAVAILABLE_TYPES and index_is_red is not None and index_is_red():
+    if error_type == "validation_exception" and "maximum normal shards open" in reason:
+        advice = SHARD_LIMIT_ADVICE
+    if transient and error_type in SHARD_UNAVAILABLE_TYPES and red_index is not None and (why := red_index()):
         transient = False
-        advice = (
-            "the index is red: a primary shard has no live copy (its node left the cluster). Bring the node "
-            "back, or re-materialize the hour, which loads into a new index on the live nodes"
-        )
+        advice = f"the index is red: {why}. {RED_INDEX_ADVICE}"
     cause = f" (caused by {caused_by})" if caused_by else ""
     message = (
         f"{what}: Elasticsearch at {url} answered HTTP {status} {error_type or 'error'}: {reason}{cause}; {advice}"

@@ -1,23 +1,32 @@
 """Connecting to Elasticsearch: one client per process, checked before any work, failing clearly.
 
-A run against a cluster that is down, or of the wrong major version, must fail in seconds with
-the URL and what to do, not after its first bulk request times out somewhere in a chunk step.
+A run against a cluster that is down, of the wrong major version, or set up wrongly (a URL that
+does not parse, a CA file that is not there) must fail in seconds with the URL and what to do,
+not after its first bulk request times out somewhere in a chunk step. No part of a credential is
+ever printed: `ES_URL` is parsed here, by urllib3 (the parser elastic-transport itself uses), and
+only its scheme, host, port and path are shown.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import elasticsearch
+from elastic_transport.client_utils import basic_auth_to_header
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from elasticsearch.serializer import NdjsonSerializer
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.es.cluster_errors import (
     ClusterRefusedError,
     ClusterUnavailableError,
     classify_api_error,
     classify_transport_error,
+    error_details,
 )
 
 CLIENT_MAJOR = elasticsearch.__versionstr__.split(".")[0]
@@ -28,11 +37,11 @@ LOCAL_NODE_HINT = "start the local node with `make es-up` (scripts/es.sh up), or
 class ConnectionSettings:
     """How to reach the cluster; the defaults live in the `FlowsElasticsearch` resource."""
 
-    url: str
+    url: str = field(repr=False)  # may hold user:password; shown only through safe_url()
     request_timeout_s: float  # one request, a bulk body included
-    api_key: str | None = None
-    username: str | None = None
-    password: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
     ca_certs: str | None = None  # CA bundle of a cluster with a private CA
     verify_certs: bool = True
     connect_check_timeout_s: float = 5.0  # the first request: a cluster that is down fails in seconds
@@ -51,24 +60,80 @@ class PreEncodedNdjsonSerializer(NdjsonSerializer):
         return super().dumps(data)
 
 
+HIDDEN_URL = "<ES_URL, not shown: it does not parse as a URL and may hold a password>"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class ClusterUrlError(ConfigurationError):
+    """ES_URL cannot be parsed; the message never quotes the part of it that may be a credential."""
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    """ES_URL, parsed: where the cluster is, and the user:password it may carry (never shown)."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # a path prefix (a cluster behind a proxy), "" for none
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """ES_URL split into its parts, or ClusterUrlError saying how to fix it, without its credentials.
+
+    A password with an unencoded `/`, `?` or `#` (what `openssl rand -base64` makes) ends the
+    URL's authority early: urllib3 then fails on a "port" that is the password's first part, or,
+    when that part is a number, puts the rest of the password (and the host) in the path, query or
+    fragment. Neither the parser's message nor any of those parts is ever shown.
+    """
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        parts = None
+    rest = "".join(p or "" for p in (parts.path, parts.query, parts.fragment)) if parts else ""
+    if parts is None or parts.scheme not in DEFAULT_PORTS or not parts.host or "@" in rest or parts.query:
+        shown = "(not shown: it may hold a password)" if "@" in url else repr(url)
+        raise ClusterUrlError(
+            f"ES_URL {shown} could not be parsed as http(s)://[user:password@]host[:port][/path]. A password "
+            "in a URL must be percent-encoded ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40; "
+            "python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=\"\"))' PASSWORD); "
+            "or leave credentials out of ES_URL and set ES_USERNAME/ES_PASSWORD or ES_API_KEY"
+        )
+    user, _, password = (parts.auth or "").partition(":")
+    return ClusterUrl(
+        scheme=parts.scheme,
+        host=parts.host,
+        port=parts.port or DEFAULT_PORTS[parts.scheme],
+        path=(parts.path or "").rstrip("/"),
+        username=urllib.parse.unquote(user) if parts.auth else None,
+        password=urllib.parse.unquote(password) if parts.auth else None,
+    )
+
+
 def safe_url(url: str) -> str:
-    """The URL without user:password, fit for logs, errors and metadata."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    """The URL without user:password (and without query or fragment), fit for logs, errors and metadata."""
+    try:
+        return str(parse_cluster_url(url))
+    except ClusterUrlError:
+        return HIDDEN_URL
 
 
 def connect(settings: ConnectionSettings) -> Elasticsearch:
     """A client for the cluster, after checking that it answers and that its major is ours."""
-    auth: dict = {}
-    if settings.api_key:
-        auth["api_key"] = settings.api_key
-    elif settings.username:
-        auth["basic_auth"] = (settings.username, settings.password or "")
+    where = parse_cluster_url(settings.url)
+    if settings.ca_certs and not Path(settings.ca_certs).is_file():
+        raise ConfigurationError(
+            f"ES_CA_CERTS names {settings.ca_certs}, which is not a file: set ES_CA_CERTS to the PEM file of the "
+            f"CA that signed the certificate of Elasticsearch at {where}"
+        )
     client = Elasticsearch(
-        settings.url,
+        # the parsed parts, never the URL itself: the client's own parse error would quote it whole
+        [{"scheme": where.scheme, "host": where.host.strip("[]"), "port": where.port, "path_prefix": where.path}],
         ca_certs=settings.ca_certs,
         verify_certs=settings.verify_certs,
         request_timeout=settings.request_timeout_s,
@@ -76,10 +141,21 @@ def connect(settings: ConnectionSettings) -> Elasticsearch:
         max_retries=0,
         retry_on_timeout=False,
         serializers={NdjsonSerializer.mimetype: PreEncodedNdjsonSerializer()},
-        **auth,
+        **_credentials(settings, where),
     )
     check_major(server_version(client, settings), settings.url)
     return client
+
+
+def _credentials(settings: ConnectionSettings, where: ClusterUrl) -> dict:
+    """The client's auth arguments: ES_API_KEY, else ES_USERNAME/ES_PASSWORD, else the URL's user:password."""
+    if settings.api_key:
+        return {"api_key": settings.api_key}
+    if settings.username:
+        return {"basic_auth": (settings.username, settings.password or "")}
+    if where.username is not None:
+        return {"basic_auth": (where.username, where.password or "")}
+    return {}
 
 
 def check_major(server: str, url: str) -> None:
@@ -96,13 +172,17 @@ def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
     where = safe_url(settings.url)
     try:
         try:
-            return quick.info()["version"]["number"]
+            return _version(quick)
         except ApiError as err:
-            # the minimal distribution used locally does not serve GET /; the nodes API works everywhere
-            if err.status_code != 405:
+            # A server of another major refuses this client's `compatible-with=9` headers before
+            # anything else (8.x: 400 media_type_header_exception); asked in plain JSON, it says
+            # its version, which check_major then names.
+            if error_details(err)[0] != "media_type_header_exception":
                 raise
-            nodes = quick.nodes.info(node_id="_local", filter_path="nodes.*.version")["nodes"]
-            return next(iter(nodes.values()))["version"]
+            version = _plain_json_version(client, settings)
+            if version is None:
+                raise
+            return version
     except ApiError as err:
         if err.status_code == 401:
             raise ClusterRefusedError(
@@ -115,3 +195,35 @@ def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
         if isinstance(error, ClusterUnavailableError):
             error = ClusterUnavailableError(f"{error}; {LOCAL_NODE_HINT}")
         raise error from None
+
+
+def _version(client: Elasticsearch) -> str:
+    try:
+        return client.info()["version"]["number"]
+    except ApiError as err:
+        # the minimal distribution used locally does not serve GET /; the nodes API works everywhere
+        if err.status_code != 405:
+            raise
+        nodes = client.nodes.info(node_id="_local", filter_path="nodes.*.version")["nodes"]
+        return next(iter(nodes.values()))["version"]
+
+
+def _plain_json_version(client: Elasticsearch, settings: ConnectionSettings) -> str | None:
+    """The server's version asked without the client's compatibility headers, or None if it does not say."""
+    auth = _credentials(settings, parse_cluster_url(settings.url))
+    headers = {"accept": "application/json"}
+    if "api_key" in auth:
+        headers["authorization"] = f"ApiKey {auth['api_key']}"
+    elif "basic_auth" in auth:
+        headers["authorization"] = basic_auth_to_header(auth["basic_auth"])
+    for target in ("/", "/_nodes/_local?filter_path=nodes.*.version"):
+        answer = client.transport.perform_request(
+            "GET", target, headers=headers, request_timeout=settings.connect_check_timeout_s
+        )
+        if answer.meta.status == 200 and isinstance(answer.body, dict):
+            if "version" in answer.body:
+                return str(answer.body["version"]["number"])
+            nodes = answer.body.get("nodes") or {}
+            if nodes:
+                return str(next(iter(nodes.values()))["version"])
+    return None

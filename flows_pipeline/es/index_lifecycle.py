@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from elasticsearch import ApiError, Elasticsearch, NotFoundError
 
 from flows_pipeline.errors import TerminalError
-from flows_pipeline.es.capacity import check_room_for_index
 from flows_pipeline.es.cluster_errors import ClusterRefusedError
+from flows_pipeline.es.cluster_health import check_can_create, check_created
 from flows_pipeline.es.flow_mapping import ATTEMPT_FIELD, ES_FIELD_TYPES, es_properties
 from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.publish_lock import publish_lock
@@ -85,16 +85,21 @@ def ensure_bucket(client: Elasticsearch, layout: IndexLayout, url: str, hour: Ho
     bucket = layout.bucket_index(hour)
     if client.indices.exists(index=bucket, expand_wildcards="all"):
         return bucket
-    check_room_for_index(client, url, bucket, layout.shards, layout.replicas)
+    check_can_create(client, url, index=bucket, shards=layout.shards, replicas=layout.replicas)
     # the hourly layout's template (priority 100 on <prefix>-*) would otherwise still apply to new indices
     client.options(ignore_status=404).indices.delete_index_template(name=layout.legacy_template)
     try:
-        client.indices.create(index=bucket, settings=bucket_settings(layout), mappings=bucket_mappings())
+        created = client.indices.create(index=bucket, settings=bucket_settings(layout), mappings=bucket_mappings())
     except ApiError as err:
         if err.status_code != 400 or "resource_already_exists_exception" not in str(err.body):
             raise
         return bucket  # created by a concurrent run a moment ago, and checked by it
-    check_mapping_ownership(client, url, bucket)
+    try:
+        check_created(created, client, url, bucket)
+        check_mapping_ownership(client, url, bucket)
+    except ClusterRefusedError:
+        client.indices.delete(index=bucket, expand_wildcards="all")  # empty: no bucket left half-made
+        raise
     return bucket
 
 

@@ -159,6 +159,14 @@ class FlowsElasticsearch(ConfigurableResource):
         default=0.5, description="First wait before a resend, s; doubled each time, with full jitter."
     )
     retry_max_backoff_s: float = Field(default=30.0, description="Longest wait before a resend, s.")
+    bulk_shard_wait_s: float = Field(
+        default=60.0,
+        description=(
+            "How long one bulk request waits for a primary shard that is not active (the bulk API's `timeout`, "
+            "Elasticsearch's default 1m), s: a primary whose node restarts within it is waited for; past it, a "
+            "red index fails the step naming the index and its missing node. Less than request_timeout_s."
+        ),
+    )
     max_row_groups_per_chunk: int = Field(
         default=32,
         description=(
@@ -200,6 +208,7 @@ class FlowsElasticsearch(ConfigurableResource):
             max_retries=self.max_retries,
             initial_backoff_s=self.retry_initial_backoff_s,
             max_backoff_s=self.retry_max_backoff_s,
+            shard_wait_s=self.bulk_shard_wait_s,
         )
 
     @property

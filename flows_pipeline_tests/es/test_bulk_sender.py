@@ -48,6 +48,36 @@ def test_rejected_documents_are_counted_with_reasons(es_client, index_prefix):
     assert any("document_parsing_exception" in r for r in tally.reasons)
 
 
+def test_items_refused_for_a_terminal_reason_are_counted_from_the_short_answer_never_resent(es_client, index_prefix):
+    index = flow_test_index(es_client, f"{index_prefix}-test-noresend")
+    body = numbered_body(0, 4).payload + b'{"index":{"_id":"4"}}\n{"surprise":"field"}\n'
+    with FaultProxy(ES_URL, "/_bulk", []) as proxy:
+        tally = BulkSender(connect(connection_settings(proxy.url)), index, 1, bulk_retry(3)).send(BulkBody(0, 5, body))
+    assert len(proxy.ids) == 1
+    assert (tally.indexed, tally.failed, tally.requests, tally.retries) == (4, 1, 1, 0)
+    assert tally.reasons[0].startswith("strict_dynamic_mapping_exception: ")
+
+
+def test_a_write_block_fails_the_body_at_once_naming_the_block_and_the_node(es_client, index_prefix):
+    index = flow_test_index(es_client, f"{index_prefix}-test-blocked0")
+    # the block as the flood-stage watermark sets it (the disk of this shared node is not filled)
+    es_client.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": True})
+    node = es_client.cat.shards(index=index, format="json", h="node")[0]["node"]
+    try:
+        with FaultProxy(ES_URL, "/_bulk", []) as proxy:
+            sender = BulkSender(connect(connection_settings(proxy.url)), index, 1, bulk_retry(3))
+            with pytest.raises(ClusterRefusedError) as failure:
+                sender.send(numbered_body(0, 5))
+    finally:
+        es_client.indices.put_settings(index=index, settings={"index.blocks.read_only_allow_delete": None})
+    message = str(failure.value)
+    assert len(proxy.ids) == 1
+    assert f"index {index} for rows 0-4 on its first attempt" in message
+    assert "cluster_block_exception" in message and "flood-stage watermark" in message
+    assert f"index {index} has index.blocks.read_only_allow_delete" in message
+    assert f"{node} has " in message and "now below the high watermark" in message
+
+
 def test_resending_a_body_never_duplicates(es_client, index_prefix):
     index = flow_test_index(es_client, f"{index_prefix}-test-resend00")
     body = numbered_body(0, 100)
@@ -91,7 +121,7 @@ def test_items_still_throttled_after_the_retries_fail_the_body(es_client, index_
         client = connect(connection_settings(proxy.url))
         sender = BulkSender(client, index, 1, bulk_retry(1, 0.01))
         with pytest.raises(
-            ClusterUnavailableError, match=r"rows 0-3 after 1 retries: Elasticsearch at .* still throttled 1 documents"
+            ClusterUnavailableError, match=r"rows 0-3 after 1 retries: Elasticsearch at .* still refused 1 documents"
         ):
             sender.send(numbered_body(0, 4))
     assert proxy.ids[2:] == [["0", "2"]]  # one retry of the throttled, of which "0" is throttled again

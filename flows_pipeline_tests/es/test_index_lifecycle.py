@@ -108,7 +108,9 @@ def test_a_new_bucket_is_refused_before_anything_is_created_when_the_cluster_has
         prepare_load(es_client, layout, ES_URL, hour, "fullrun0", now_ms=1)
     message = str(refused.value)
     assert (
-        "needs 1 shard(s)" in message and "cluster.max_shards_per_node" in message and "FLOWS_RETENTION_DAYS" in message
+        "this index needs 1 more" in message
+        and "cluster.max_shards_per_node" in message
+        and "FLOWS_RETENTION_DAYS" in message
     )
     assert not es_client.indices.exists(index=layout.bucket_index(hour), expand_wildcards="all")
 
@@ -117,7 +119,7 @@ def test_replicas_that_cannot_be_placed_are_refused_before_anything_is_created(e
     layout = IndexLayout(prefix=f"{index_prefix}-repl", bucket="day", shards=1, replicas=1)
     hour = hour_of("2021-10-28-05:00")
     with pytest.raises(
-        ClusterRefusedError, match=r"cannot be assigned on 1 data node.*FLOWS_INDEX_REPLICAS to at most 0"
+        ClusterRefusedError, match=r"1 data node\(s\).*replicas cannot be assigned.*Lower FLOWS_INDEX_REPLICAS to 0"
     ):
         prepare_load(es_client, layout, ES_URL, hour, "replrun0", now_ms=1)
     assert not es_client.indices.exists(index=layout.bucket_index(hour), expand_wildcards="all")

@@ -91,7 +91,8 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElasticsearch) -> ChunkResult:
     """Stream one chunk's rows into the attempt index in bulk bodies bounded in bytes."""
     with retry_only_transient_errors(f"loading {task.chunk.key} into {task.attempt.alias}"):
-        result = index_chunk(es.connect(), task, es.limits, es.retry, report=lambda p: context.log.info(str(p)))
+        progress = lambda p: context.log.info(str(p))  # noqa: E731 - one line, for the run's log
+        result = index_chunk(es.connect(), es.safe_url, task, es.limits, es.retry, report=progress)
         context.log.info(
             f"{task.chunk.key}: {result.indexed} indexed, {result.failed} rejected in {result.requests} requests "
             f"({result.retries} retries), {result.seconds:.1f} s, peak RSS {result.peak_rss_mb:.0f} MB"
