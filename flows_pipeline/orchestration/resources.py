@@ -23,7 +23,7 @@ from pydantic import Field
 
 from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.chunk_loading import BulkLimits
-from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
+from flows_pipeline.es.connection import ConnectionSettings, connect, safe_urls
 from flows_pipeline.es.index_lifecycle import IndexLayout
 from flows_pipeline.hour import Hour
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
@@ -81,7 +81,13 @@ class FlowSource(ConfigurableResource):
 class FlowsElasticsearch(ConfigurableResource):
     """The cluster the flow index lives in, and how its hourly indices are laid out and loaded."""
 
-    url: str = Field(default="http://127.0.0.1:9200", description="ES_URL; the local node by default.")
+    url: str = Field(
+        default="http://127.0.0.1:9200",
+        description=(
+            "ES_URL: a node's URL, or several separated by commas (a list takes no credentials); the local node "
+            "by default."
+        ),
+    )
     api_key: str | None = Field(default=None, description="ES_API_KEY (preferred for real clusters).")
     username: str | None = Field(default=None, description="ES_USERNAME, with ES_PASSWORD.")
     password: str | None = Field(default=None, description="ES_PASSWORD.")
@@ -130,7 +136,7 @@ class FlowsElasticsearch(ConfigurableResource):
 
     @property
     def safe_url(self) -> str:
-        return safe_url(self.url)
+        return safe_urls(self.url)
 
     @property
     def layout(self) -> IndexLayout:
