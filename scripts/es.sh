@@ -155,9 +155,21 @@ launch() {  # $1 = distribution, $2 = node folder (config/, data/, logs/, es.pid
 
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-node_config() {  # $1 = distribution, $2 = node folder: a fresh config/ from the distribution's
+# A fresh config/ from the distribution's, and the settings every test node shares in its
+# elasticsearch.yml; the caller appends its own.
+node_config() {  # $1 = distribution, $2 = node folder, $3 = cluster name, $4 = HTTP port
   mkdir -p "$2/data" "$2/logs"
   rm -rf "$2/config" && cp -r "$1/config" "$2/config"
+  cat > "$2/config/elasticsearch.yml" <<YML
+cluster.name: $3
+network.host: 127.0.0.1
+http.port: $4
+path.data: $2/data
+path.logs: $2/logs
+node.processors: 1
+xpack.ml.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+YML
 }
 
 wait_node() {  # $1 = name, $2 = pid file, $3 = log folder, then curl's arguments
@@ -265,21 +277,13 @@ secured_up() {
   install_into "$ES_VERSION" "$SECURED_DIR"
   install_analysis_shim "$home" "$java"
   make_certificates "$home" "$java"
-  node_config "$home" "$SECURED_DIR"
+  node_config "$home" "$SECURED_DIR" flows-secured "$SECURED_PORT"
   mkdir -p "$SECURED_DIR/config/certs"
   cp "$SECURED_DIR/ca/ca.crt" "$SECURED_DIR/certs/node/node.crt" "$SECURED_DIR/certs/node/node.key" \
     "$SECURED_DIR/config/certs/"
-  cat > "$SECURED_DIR/config/elasticsearch.yml" <<YML
-cluster.name: flows-secured
+  cat >> "$SECURED_DIR/config/elasticsearch.yml" <<YML
 discovery.type: single-node
-network.host: 127.0.0.1
-http.port: $SECURED_PORT
 transport.port: 0
-path.data: $SECURED_DIR/data
-path.logs: $SECURED_DIR/logs
-node.processors: 1
-xpack.ml.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
 xpack.security.enabled: true
 xpack.security.enrollment.enabled: false
 xpack.security.authc.api_key.enabled: true
@@ -320,22 +324,13 @@ cluster_node_up() {  # $1 = node number 1..3
   local n="$1" dir="$CLUSTER_DIR/n$1" java t="$CLUSTER_TRANSPORT_PORT"
   java="$(find_java)"
   if alive "$dir/es.pid"; then echo "es.sh: n$n already running (pid $(cat "$dir/es.pid"))"; return; fi
-  node_config "$ES_HOME" "$dir"
-  cat > "$dir/config/elasticsearch.yml" <<YML
-cluster.name: flows-three
+  node_config "$ES_HOME" "$dir" flows-three "$((CLUSTER_PORT + n - 1))"
+  cat >> "$dir/config/elasticsearch.yml" <<YML
 node.name: n$n
-network.host: 127.0.0.1
-http.port: $((CLUSTER_PORT + n - 1))
 transport.port: $((t + n - 1))
 discovery.seed_hosts: ["127.0.0.1:$t", "127.0.0.1:$((t + 1))", "127.0.0.1:$((t + 2))"]
 cluster.initial_master_nodes: ["n1", "n2", "n3"]
-path.data: $dir/data
-path.logs: $dir/logs
-node.processors: 1
 xpack.security.enabled: false
-xpack.ml.enabled: false
-action.destructive_requires_name: false
-cluster.routing.allocation.disk.threshold_enabled: false
 YML
   launch "$ES_HOME" "$dir" "$TEST_HEAP" "$java"
   echo "es.sh: n$n started (pid $(cat "$dir/es.pid")) at $(cluster_http "$n")"
@@ -381,19 +376,11 @@ other_major_up() {
   java="${OTHER_MAJOR_JAVA_HOME:-$(find_java)}"
   if alive "$dir/es.pid"; then echo "es.sh: $OTHER_MAJOR_VERSION already running (pid $(cat "$dir/es.pid"))"; return; fi
   install_into "$OTHER_MAJOR_VERSION" "$dir"
-  node_config "$home" "$dir"
-  cat > "$dir/config/elasticsearch.yml" <<YML
-cluster.name: flows-other-major
+  node_config "$home" "$dir" flows-other-major "$OTHER_MAJOR_PORT"
+  cat >> "$dir/config/elasticsearch.yml" <<YML
 discovery.type: single-node
-network.host: 127.0.0.1
-http.port: $OTHER_MAJOR_PORT
 transport.port: 0
-path.data: $dir/data
-path.logs: $dir/logs
-node.processors: 1
 xpack.security.enabled: false
-xpack.ml.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
 YML
   launch "$home" "$dir" "$TEST_HEAP" "$java"
   wait_node "Elasticsearch $OTHER_MAJOR_VERSION at http://127.0.0.1:$OTHER_MAJOR_PORT" "$dir/es.pid" "$dir/logs" \

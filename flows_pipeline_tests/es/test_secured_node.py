@@ -1,6 +1,6 @@
 """A secured node (HTTP and transport TLS from a private CA, security on): an hour loads with
 user/password and with an API key of the least privileges (the README's "Production cluster"
-role), and a wrong password or a missing CA fail at once, naming no secret."""
+role), and a wrong password, a missing privilege or a missing CA fail at once, naming no secret."""
 
 from __future__ import annotations
 
@@ -103,3 +103,19 @@ def test_a_missing_ca_is_a_tls_refusal_naming_es_ca_certs_and_no_secret(secured_
     message = str(refused.value)
     assert "TLS" in message and "ES_CA_CERTS" in message and secured_node.url in message
     assert secured_node.password not in message
+
+
+def test_a_key_without_a_privilege_is_a_403_naming_the_privilege_and_no_secret(secured_node, secured_prefix):
+    role = loader_role(secured_prefix)
+    role["cluster"].remove("monitor")
+    key = secured_node.client().security.create_api_key(
+        name=f"{secured_prefix}-no-monitor", role_descriptors={"flows_loader": role}
+    )
+    settings = ConnectionSettings(
+        url=secured_node.url, request_timeout_s=10, api_key=key["encoded"], ca_certs=secured_node.ca_certs
+    )
+    with pytest.raises(ClusterRefusedError) as refused:
+        connect(settings)
+    message = str(refused.value)
+    assert "403" in message and "monitor" in message
+    assert key["encoded"] not in message and key["api_key"] not in message
