@@ -11,7 +11,7 @@ from flows_pipeline.hour import hour_of
 from flows_pipeline_tests.fault_proxy import FaultProxy
 from flows_pipeline_tests.support import ES_URL
 
-PARTITION = "2021-10-28-13:00"  # an hour no other test publishes
+PARTITION = "2021-10-28-20:00"  # an hour no other test publishes (test_operations backfills 10:00-17:00)
 
 
 def step_events(project, run_id: str, prefix: str) -> list:
