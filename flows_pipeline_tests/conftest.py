@@ -1,7 +1,9 @@
 """Shared fixtures: the real Elasticsearch (never a stand-in), and isolated Dagster/table homes.
 
 Tests that use a fixture which needs the node are marked `elasticsearch` here, so that
-`pytest -m "not elasticsearch"` runs all the others without one.
+`pytest -m "not elasticsearch"` runs all the others without one. Tests on the extra nodes that
+scripts/es.sh starts for them (a secured node, three nodes, another major) are marked `cluster`
+too: `pytest -m "not cluster"` leaves them out.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from flows_pipeline.es.connection import connect
 from flows_pipeline_tests.support import Project, connection_settings, make_project
 
 NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "dagster_ui"})
+NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "other_major_node"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if NEEDS_CLUSTER & fixtures:
+            item.add_marker(pytest.mark.cluster)
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
-        if NEEDS_ELASTICSEARCH & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("cluster"):
+        if (NEEDS_ELASTICSEARCH | NEEDS_CLUSTER) & fixtures or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
 
 

@@ -111,6 +111,12 @@ def max_overlap(intervals) -> int:
     return peak
 
 
+def indexing_started(es_client, pattern: str) -> bool:
+    """Whether any document reached the indices matching `pattern` (hidden ones included)."""
+    stats = es_client.indices.stats(index=pattern, metric="indexing", expand_wildcards="all")
+    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0) > 0
+
+
 def make_project(root: Path, index_prefix: str) -> Project:
     home = root / "dagster_home"
     home.mkdir()

@@ -37,7 +37,7 @@ LOCAL_NODE_HINT = "start the local node with `make es-up` (scripts/es.sh up), or
 class ConnectionSettings:
     """How to reach the cluster; the defaults live in the `FlowsElasticsearch` resource."""
 
-    url: str = field(repr=False)  # may hold user:password; shown only through safe_url()
+    url: str = field(repr=False)  # one node's URL, or several separated by commas; shown only through safe_url()
     request_timeout_s: float  # one request, a bulk body included
     api_key: str | None = field(default=None, repr=False)
     username: str | None = field(default=None, repr=False)
@@ -115,33 +115,62 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     )
 
 
+def node_urls(url: str) -> list[str]:
+    """The nodes ES_URL names: one URL, or several separated by commas.
+
+    A list carries no credentials: one password repeated in each URL, or different ones per node,
+    belongs in ES_USERNAME/ES_PASSWORD or ES_API_KEY. The error names no part of the list, since
+    any part of it may be a secret.
+    """
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    if not urls:
+        raise ConfigurationError("ES_URL is empty: set it to the cluster's URL, or several separated by commas")
+    if len(urls) > 1 and any("@" in part for part in urls):
+        raise ConfigurationError(
+            f"ES_URL has commas, so it is read as a list of {len(urls)} node URLs, and credentials "
+            "(user:password@) are in it: a list of URLs takes none; remove them and set ES_USERNAME/ES_PASSWORD "
+            "or ES_API_KEY"
+        )
+    return urls
+
+
 def safe_url(url: str) -> str:
-    """The URL without user:password (and without query or fragment), fit for logs, errors and metadata."""
+    """Every URL of ES_URL without user:password (nor query or fragment), comma-separated, fit for logs,
+    errors and metadata; a placeholder when one does not parse (it may hold a password)."""
     try:
-        return str(parse_cluster_url(url))
-    except ClusterUrlError:
+        return ",".join(str(parse_cluster_url(part)) for part in node_urls(url))
+    except ConfigurationError:
         return HIDDEN_URL
 
 
 def connect(settings: ConnectionSettings) -> Elasticsearch:
-    """A client for the cluster, after checking that it answers and that its major is ours."""
-    where = parse_cluster_url(settings.url)
+    """A client for the cluster, after checking that it answers and that its major is ours.
+
+    With several URLs, a request that cannot reach its node (connection refused or reset) is sent
+    once to each other node; the pool keeps the dead node aside, with growing pauses, until it
+    answers again. Statuses and timeouts are never retried here: those retries are bulk_sender's.
+    The client does not sniff: a node's publish address is often not reachable from the client
+    (containers, proxies, cloud) nor in the name of its TLS certificate, and each Dagster step is a
+    short-lived process that would sniff again; the URLs given are the pool.
+    """
+    nodes = [parse_cluster_url(url) for url in node_urls(settings.url)]
     if settings.ca_certs and not Path(settings.ca_certs).is_file():
         raise ConfigurationError(
             f"ES_CA_CERTS names {settings.ca_certs}, which is not a file: set ES_CA_CERTS to the PEM file of the "
-            f"CA that signed the certificate of Elasticsearch at {where}"
+            f"CA that signed the certificate of Elasticsearch at {safe_url(settings.url)}"
         )
     client = Elasticsearch(
         # the parsed parts, never the URL itself: the client's own parse error would quote it whole
-        [{"scheme": where.scheme, "host": where.host.strip("[]"), "port": where.port, "path_prefix": where.path}],
+        [{"scheme": n.scheme, "host": n.host.strip("[]"), "port": n.port, "path_prefix": n.path} for n in nodes],
         ca_certs=settings.ca_certs,
         verify_certs=settings.verify_certs,
         request_timeout=settings.request_timeout_s,
-        # retries of bulk requests are ours (bulk_sender); a transport retry would hide them
-        max_retries=0,
+        # retries of bulk requests are ours (bulk_sender); the transport only moves to another node
+        max_retries=len(nodes) - 1,
+        retry_on_status=(),
         retry_on_timeout=False,
         serializers={NdjsonSerializer.mimetype: PreEncodedNdjsonSerializer()},
-        **_credentials(settings, where),
+        **_credentials(settings, nodes[0]),
     )
     check_major(server_version(client, settings), settings.url)
     return client
@@ -210,7 +239,7 @@ def _version(client: Elasticsearch) -> str:
 
 def _plain_json_version(client: Elasticsearch, settings: ConnectionSettings) -> str | None:
     """The server's version asked without the client's compatibility headers, or None if it does not say."""
-    auth = _credentials(settings, parse_cluster_url(settings.url))
+    auth = _credentials(settings, parse_cluster_url(node_urls(settings.url)[0]))
     headers = {"accept": "application/json"}
     if "api_key" in auth:
         headers["authorization"] = f"ApiKey {auth['api_key']}"

@@ -132,7 +132,13 @@ class FlowSource(ConfigurableResource):
 class FlowsElasticsearch(ConfigurableResource):
     """The cluster the flow index lives in, and how its hourly indices are laid out and loaded."""
 
-    url: str = Field(default="http://127.0.0.1:9200", description="ES_URL; the local node by default.")
+    url: str = Field(
+        default="http://127.0.0.1:9200",
+        description=(
+            "ES_URL: a node's URL, or several separated by commas (a list takes no credentials); the local node "
+            "by default."
+        ),
+    )
     api_key: str | None = Field(default=None, description="ES_API_KEY (preferred for real clusters).")
     username: str | None = Field(default=None, description="ES_USERNAME, with ES_PASSWORD.")
     password: str | None = Field(default=None, description="ES_PASSWORD.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import ssl
 import subprocess
 import threading
@@ -17,9 +18,8 @@ import pytest
 
 from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.es.cluster_errors import ClusterRefusedError
-from flows_pipeline.es.connection import ClusterUrlError, connect, parse_cluster_url, safe_url
-from flows_pipeline_tests.es_nodes import start_nodes, stop_nodes
-from flows_pipeline_tests.support import connection_settings
+from flows_pipeline.es.connection import ClusterUrlError, connect, node_urls, parse_cluster_url, safe_url
+from flows_pipeline_tests.support import ES_URL, connection_settings
 
 # passwords as `openssl rand -base64` makes them, pasted into ES_URL without percent-encoding
 UNENCODED_PASSWORDS = ["kX9/2fQ+Lm7Secret", "Hq#4Secret", "9200/Zq8Secret", "ab?cdSecret", "p@ss/Secret"]
@@ -128,14 +128,56 @@ def _serving(server: http.server.HTTPServer) -> Iterator[int]:
         server.server_close()
 
 
-@pytest.mark.cluster
-def test_a_server_of_another_major_is_named_with_its_version():
-    # an 8.x node refuses the 9.x client's compatible-with=9 headers (media_type_header_exception)
-    nodes = start_nodes("8.19.0", [9313])
-    try:
-        with pytest.raises(ClusterRefusedError) as failure:
-            connect(connection_settings(nodes[0].url))
-    finally:
-        stop_nodes(nodes)
-    assert f"Elasticsearch at {nodes[0].url} is version 8.19.0, but this project's client is 9." in str(failure.value)
-    assert "major version must equal the server's" in str(failure.value)
+# a server of another major version, named with both versions: es/test_other_major.py (a real 8.19 node)
+
+
+# ES_URL as a list of node URLs (several URLs, no credentials in them; no sniffing)
+
+
+def test_a_list_of_urls_is_split_on_commas_and_trimmed():
+    assert node_urls(" https://es1:9200, https://es2:9200 ,https://es3:9200,") == [
+        "https://es1:9200",
+        "https://es2:9200",
+        "https://es3:9200",
+    ]
+    assert node_urls("http://127.0.0.1:9200") == ["http://127.0.0.1:9200"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://loader:S3cr/t?pw#1@es1:9200,https://es2:9200",
+        "https://es1:9200,https://loader:S3cr/t?pw#1@es2:9200",
+        "https://loader:S3cr,t?pw#1@es1:9200",  # a comma in a password makes it a list too
+    ],
+)
+def test_credentials_in_a_list_of_urls_are_refused_naming_no_part_of_them(url):
+    with pytest.raises(ConfigurationError) as refused:
+        node_urls(url)
+    message = str(refused.value)
+    assert "ES_USERNAME/ES_PASSWORD" in message and "ES_API_KEY" in message
+    for secret_part in ("loader", "S3cr", "pw#1", "es1", "es2"):
+        assert secret_part not in message
+
+
+def test_an_empty_url_is_refused():
+    with pytest.raises(ConfigurationError, match="ES_URL is empty"):
+        node_urls(" , ")
+
+
+def test_every_url_of_a_list_is_shown():
+    assert safe_url("https://es1:9200,https://es2:9201/") == "https://es1:9200,https://es2:9201"
+
+
+def closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_dead_first_node_of_the_list_does_not_stop_the_connection(es_client):
+    dead = f"http://127.0.0.1:{closed_port()}"
+    client = connect(connection_settings(f"{dead},{ES_URL}"))
+    for _ in range(4):  # requests go round the pool; the dead node is set aside, never fatal
+        assert client.cluster.health()["status"] in ("green", "yellow")

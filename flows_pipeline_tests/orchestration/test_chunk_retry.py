@@ -8,7 +8,7 @@ import time
 from dagster import DagsterEventType
 
 from flows_pipeline.hour import hour_of
-from flows_pipeline_tests.support import rows_in
+from flows_pipeline_tests.support import indexing_started, rows_in
 
 PARTITION = "2021-10-28-09:00"
 
@@ -25,11 +25,6 @@ def running_chunk_step_pids(project) -> list[int]:
         e.step_key for e in events if e.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE)
     }
     return [pid for key, pid in started.items() if key.startswith("flow_index.index_chunk[") and key not in ended]
-
-
-def indexing_started(es_client, pattern: str) -> bool:
-    stats = es_client.indices.stats(index=pattern, metric="indexing", expand_wildcards="all")
-    return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0) > 0
 
 
 def test_chunk_step_killed_mid_bulk_is_retried_and_the_index_is_exact(project, es_client):
