@@ -115,14 +115,12 @@ def test_every_file_source_kind_has_a_reader():
     assert set(SOURCE_KINDS) == {"synthetic", *FILE_FORMATS}
 
 
-def test_descriptions_name_the_configured_prefix_and_freshness_follows_the_lag():
+def test_descriptions_name_the_configured_prefix():
     code = (
         "from flows_pipeline.definitions import defs; "
-        "from flows_pipeline.orchestration.freshness import deadline_cron; "
-        "print(next(iter(defs.resolve_assets_def('flow_index').descriptions_by_key.values()))); print(deadline_cron())"
+        "print(next(iter(defs.resolve_assets_def('flow_index').descriptions_by_key.values())))"
     )
-    env = {**os.environ, "FLOWS_INDEX_PREFIX": "netflows", "FLOWS_SOURCE_LAG_MINUTES": "20"}
+    env = {**os.environ, "FLOWS_INDEX_PREFIX": "netflows"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    description, cron = done.stdout.strip().splitlines()
+    description = done.stdout.strip()
     assert "`netflows-YYYY.MM.DD-HH`" in description and "`netflows`" in description and "`flows" not in description
-    assert cron == "50 * * * *"  # lag 20 + margin 30
