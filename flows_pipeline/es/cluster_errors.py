@@ -64,7 +64,8 @@ _ADVICE = {
 }
 RED_INDEX_ADVICE = (
     "A resend cannot write to it: bring back the node that left, or fix what the nodes' deciders name (free disk "
-    "space past a watermark); then re-materialize the hour, which loads into a new index on the live nodes"
+    "space past a watermark); then re-materialize the hour. If the node is gone for good, the bucket index (the "
+    "day or week) lost that shard's documents: delete the bucket, then re-materialize its hours on the live nodes"
 )
 # Elasticsearch refuses an index (or more replicas) beyond cluster.max_shards_per_node x data nodes
 SHARD_LIMIT_ADVICE = (

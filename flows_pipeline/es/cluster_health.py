@@ -124,12 +124,13 @@ def index_nodes(client: Elasticsearch, index: str) -> dict[str, str]:
 def explain_unassigned(client: Elasticsearch, index: str, known_nodes: Mapping[str, str] | None = None) -> str:
     """Why `index`'s first unassigned shard (a primary before a replica) is unassigned, in the
     cluster's words: _cluster/allocation/explain, with each node's refusing deciders."""
-    shards = client.cat.shards(index=index, format="json", h="shard,prirep,state")
-    unassigned = sorted((s["prirep"] != "p", int(s["shard"])) for s in shards if s["state"] == "UNASSIGNED")
+    # `index` may be an alias (an attempt's): the explain API takes the concrete index cat names
+    shards = client.cat.shards(index=index, format="json", h="index,shard,prirep,state")
+    unassigned = sorted((s["prirep"] != "p", int(s["shard"]), s["index"]) for s in shards if s["state"] == "UNASSIGNED")
     if not unassigned:
         return f"every shard of {index} is assigned now"
-    replica, shard = unassigned[0]
-    explained = client.cluster.allocation_explain(index=index, shard=shard, primary=not replica)
+    replica, shard, concrete = unassigned[0]
+    explained = client.cluster.allocation_explain(index=concrete, shard=shard, primary=not replica)
     info = explained.get("unassigned_info", {})
     cause = info.get("reason", "")
     if details := info.get("details", ""):
