@@ -56,8 +56,8 @@ CLUSTER_BLOCK_ADVICE = (
 _ADVICE = {
     "cluster_block_exception": CLUSTER_BLOCK_ADVICE,
     "security_exception": (
-        "the credentials lack a privilege: grant the role named in the reason (see the README's "
-        "least privileges), or use ES_API_KEY / ES_USERNAME of a user that has it"
+        "the credentials lack a privilege: grant the privilege named in the reason (the README's "
+        "'Production cluster' lists the role), or use ES_API_KEY / ES_USERNAME of a user that has it"
     ),
     "index_not_found_exception": "the index is gone (deleted by another run or by hand): re-materialize the hour",
     "media_type_header_exception": "the server is not of this client's major version: use a matching cluster",
