@@ -104,7 +104,12 @@ def delete_expired_hours(
         f"retention ({report['retention_days']} days): "
         + ", ".join(f"{key} {value}" for key, value in report.items() if key != "retention_days")
     )
-    yield Output(None, metadata={key: MetadataValue.json(value) for key, value in report.items()})
+    yield Output(
+        None,
+        metadata={
+            key: MetadataValue.json(value) if isinstance(value, dict | list) else value for key, value in report.items()
+        },
+    )
 
 
 @job(description="Deletes what is older than FLOWS_RETENTION_DAYS: tables, summary documents, buckets.")

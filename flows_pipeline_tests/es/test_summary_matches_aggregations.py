@@ -55,7 +55,9 @@ def test_summary_totals_equal_elasticsearch_aggregations(tmp_path, es_client, in
     assert result.flows.num_rows == len(records)
     index = f"{index_prefix}-summary-check-{next(COUNTS)}"
     es_client.indices.create(index=index, mappings={"dynamic": "strict", "properties": es_properties()})
-    body = "".join(line for batch in read_batches(table) for line in encode_lines(batch, 0).to_pylist())
+    body = "".join(
+        line for batch in read_batches(table) for line in encode_lines(batch, 0, "check-", "check").to_pylist()
+    )
     assert not es_client.bulk(index=index, operations=body, refresh=True)["errors"]
 
     sums = {"bytes": {"sum": {"field": "network.bytes"}}, "packets": {"sum": {"field": "network.packets"}}}

@@ -50,7 +50,8 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(project, e
     }
 
     for row_number in (0, 7_777, 19_999):
-        source = es_client.get(index=alias, id=str(row_number))["_source"]
+        [hit] = es_client.search(index=alias, query={"term": {"event.sequence": row_number}})["hits"]["hits"]
+        source = hit["_source"]
         row = rows[row_number]
         assert source["source.ip"] == row["source.ip"]
         assert source["destination.ip"] == row["destination.ip"]
