@@ -75,14 +75,20 @@ def test_schedule_waits_for_the_source_lag(lag, cron, tick, partition):
     assert requests[0].tags[SCHEDULE_LAG_TAG] == str(lag)
 
 
-def test_schedule_follows_flows_source_lag_minutes_when_the_definitions_load():
-    code = (
-        "from flows_pipeline.definitions import defs; "
-        "print(defs.resolve_schedule_def('flows_hourly_job_schedule').cron_schedule)"
+def loaded_with(expression: str, **environ: str) -> str:
+    """`expression` about `defs`, printed by a fresh interpreter that loads the definitions with `environ`."""
+    code = f"from flows_pipeline.definitions import defs; print({expression})"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **environ}, capture_output=True, text=True, check=True
     )
-    env = {**os.environ, "FLOWS_SOURCE_LAG_MINUTES": "25"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "25 * * * *"
+    return done.stdout.strip()
+
+
+def test_schedule_follows_flows_source_lag_minutes_when_the_definitions_load():
+    cron = loaded_with(
+        "defs.resolve_schedule_def('flows_hourly_job_schedule').cron_schedule", FLOWS_SOURCE_LAG_MINUTES="25"
+    )
+    assert cron == "25 * * * *"
 
 
 def test_a_run_requested_with_another_lag_than_the_source_reads_fails_naming_both():
@@ -116,11 +122,7 @@ def test_every_file_source_kind_has_a_reader():
 
 
 def test_descriptions_name_the_configured_prefix():
-    code = (
-        "from flows_pipeline.definitions import defs; "
-        "print(next(iter(defs.resolve_assets_def('flow_index').descriptions_by_key.values())))"
+    description = loaded_with(
+        "next(iter(defs.resolve_assets_def('flow_index').descriptions_by_key.values()))", FLOWS_INDEX_PREFIX="netflows"
     )
-    env = {**os.environ, "FLOWS_INDEX_PREFIX": "netflows"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    description = done.stdout.strip()
     assert "`netflows-YYYY.MM.DD-HH`" in description and "`netflows`" in description and "`flows" not in description
