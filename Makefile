@@ -52,7 +52,8 @@ ui: setup es-up
 	$(BIN)/dagster dev -w workspace.yaml
 
 lint: setup
-	$(BIN)/ruff check flows_pipeline flows_pipeline_tests scripts
+	$(BIN)/ruff check flows_pipeline flows_pipeline_tests scripts bench
+	$(BIN)/ruff format --check flows_pipeline flows_pipeline_tests scripts bench
 
 clean-data:
 	rm -rf .flows_data
