@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from elasticsearch import Elasticsearch
 
 from flows_pipeline.es.index_layout import IndexLayout
-from flows_pipeline.hour import KEY_FORMAT, parse_hour_key
+from flows_pipeline.hour import KEY_FORMAT
 
 _HOUR_ALIAS = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})-(\d{2})$")
 _LEGACY_INDEX = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})-(\d{2})-[0-9a-z]{8}$")
@@ -101,7 +101,3 @@ def delete_summary_documents(client: Elasticsearch, index: str, cutoff: datetime
 def retention_cutoff(now: datetime, days: int) -> datetime | None:
     """Hours that ended at or before this time are expired; None when retention is off (0 days)."""
     return now - timedelta(days=days) if days > 0 else None
-
-
-def hour_ended_by(key: str, cutoff: datetime) -> bool:
-    return parse_hour_key(key) + timedelta(hours=1) <= cutoff
