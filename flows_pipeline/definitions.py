@@ -8,12 +8,18 @@ from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_summary import flow_summary
 from flows_pipeline.orchestration.assets.flow_table import flow_table
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
+from flows_pipeline.orchestration.freshness import with_publication_deadline
 from flows_pipeline.orchestration.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
-from flows_pipeline.orchestration.resources import resources_from_env
+from flows_pipeline.orchestration.resources import freshness_margin_minutes, resources_from_env, source_lag_minutes
 from flows_pipeline.orchestration.retention_job import flows_retention_job, flows_retention_schedule
 
 defs = Definitions(
-    assets=[raw_flows, flow_table, flow_index, flow_summary],
+    assets=[
+        raw_flows,
+        flow_table,
+        with_publication_deadline(flow_index, source_lag_minutes(), freshness_margin_minutes()),
+        flow_summary,
+    ],
     jobs=[flows_hourly_job, flows_retention_job],
     schedules=[flows_hourly_schedule, flows_retention_schedule],
     # also the executor of `dagster asset materialize` and of materializations from the UI

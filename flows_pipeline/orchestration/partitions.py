@@ -1,16 +1,47 @@
-"""The hourly partitioning shared by every asset, and its backfill policy."""
+"""The hourly partitioning shared by every asset, from the deployment's first hour.
+
+Backfills run one hour per run, each run tagged `dagster/partition` with its hour (what the UI's
+runs list shows): the assets set no backfill policy, which is Dagster's per-partition behaviour.
+(`BackfillPolicy.multi_run(max_partitions_per_run=1)` also makes one run per hour, but tags it with
+a partition *range* of one, which the runs list does not show as the hour.) The hour is the unit
+of retry and of atomic publication; the cross-run limits (the flows_es_bulk pool, the run queue
+in dagster.yaml) bound how much of a long backfill runs at once.
+"""
 
 from __future__ import annotations
 
-from dagster import BackfillPolicy, HourlyPartitionsDefinition
+import os
+import warnings
+from collections.abc import Mapping
 
-from flows_pipeline.hour import FIRST_HOUR_KEY
+from dagster import HourlyPartitionsDefinition, PreviewWarning
+
+from flows_pipeline.errors import ConfigurationError
+from flows_pipeline.hour import FIRST_HOUR_KEY, parse_hour_key
+
+
+def first_hour_from_env(environ: Mapping[str, str] = os.environ) -> str:
+    """The first hour partition (FLOWS_FIRST_HOUR, e.g. 2025-01-01-00:00; default FIRST_HOUR_KEY).
+
+    Raises ConfigurationError for a value that is not a whole UTC hour in that format.
+    """
+    key = environ.get("FLOWS_FIRST_HOUR") or FIRST_HOUR_KEY
+    try:
+        start = parse_hour_key(key)
+    except ValueError:
+        start = None
+    if start is None or start.minute:
+        raise ConfigurationError(
+            f"FLOWS_FIRST_HOUR={key!r} is not a whole UTC hour: write it like {FIRST_HOUR_KEY} (YYYY-MM-DD-HH:00)"
+        )
+    return key
+
+
+FIRST_HOUR = first_hour_from_env()
+
+# Check results belong to their hour (AssetCheckSpec(partitions_def=hourly_partitions)), which
+# Dagster 1.13 calls a preview: chosen knowingly (README, "Checks"), so it is not warned on every load.
+warnings.filterwarnings("ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=PreviewWarning)
 
 # end_offset=0: the current, still open hour is not a partition yet.
-hourly_partitions = HourlyPartitionsDefinition(start_date=FIRST_HOUR_KEY, timezone="UTC")
-
-# Backfills run one hour per run: the hour is the unit of retry and of atomic publication, and
-# the cross-run limits (the flows_es_bulk pool, the run queue in dagster.yaml) bound how much of
-# a long backfill runs at once. (`dagster asset materialize --partition-range` needs single_run
-# instead; ranges go through `dagster job backfill`, see the README.)
-ONE_RUN_PER_HOUR = BackfillPolicy.multi_run(max_partitions_per_run=1)
+hourly_partitions = HourlyPartitionsDefinition(start_date=FIRST_HOUR, timezone="UTC")

@@ -31,6 +31,9 @@ from flows_pipeline.sources.time_units import TimeUnit
 from flows_pipeline.tables.normalizer import NormalizeOptions
 
 DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
+# an hour is late once unpublished this long after its scheduled run started: the incident's hour
+# loads in ~2 min, and queued runs, retries and a slow cluster get the rest
+DEFAULT_FRESHNESS_MARGIN_MINUTES = 30
 
 
 # an hour's table folders under the storage root -> the asset whose partition materializes them
@@ -38,7 +41,7 @@ TABLE_FOLDERS = {
     "raw_flows": "raw_flows",
     "raw_quarantine": "raw_flows",
     "flow_table": "flow_table",
-    "flow_quarantine": "flow_table",
+    "flow_quarantine": "flow_quarantine",
     "flow_summary": "flow_summary",
 }
 
@@ -281,6 +284,11 @@ def index_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:
 def source_lag_minutes(environ: Mapping[str, str] = os.environ) -> int:
     """The source lag the deployment configures (FLOWS_SOURCE_LAG_MINUTES), which the schedule follows."""
     return int(environ.get("FLOWS_SOURCE_LAG_MINUTES") or DEFAULT_SOURCE_LAG_MINUTES)
+
+
+def freshness_margin_minutes(environ: Mapping[str, str] = os.environ) -> int:
+    """Minutes after the source lag within which an hour must be published (FLOWS_FRESHNESS_MARGIN_MINUTES)."""
+    return int(environ.get("FLOWS_FRESHNESS_MARGIN_MINUTES") or DEFAULT_FRESHNESS_MARGIN_MINUTES)
 
 
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:

@@ -82,3 +82,45 @@ def test_an_exporter_writing_seconds_is_read_correctly_once_the_source_says_so(t
         "ns": (0, 0, {"time_flow_start_ns: looks like seconds, not nanoseconds"}),
         "s": (3, 0, set()),
     }
+
+
+def materialization_of(result, asset: str):
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return event.materialization.metadata
+
+
+def test_the_quarantine_is_an_asset_of_its_own_with_its_records_counted_by_reason(tmp_path: Path):
+    """One record the reader cannot read (bytes: not a number), one invalid flow (bytes: negative),
+    one good flow: flow_quarantine reports both, by reason, and which were rejected on read."""
+    root = tmp_path / "goflow2"
+    root.mkdir()
+    start = 1_635_390_000_000_000_000  # 2021-10-28 03:00:00 UTC, in nanoseconds
+    flow = '"time_flow_start_ns": {t}, "time_flow_end_ns": {t}, "src_addr": "10.0.0.1", "dst_addr": "192.0.2.1", '
+    flow += '"proto": "UDP", "src_port": 5000, "dst_port": 53, "packets": 1, "bytes": {b}'
+    lines = [flow.format(t=start + i, b=b) for i, b in enumerate(('"many"', "-80", "80"))]
+    (root / "goflow2-202110280305.jsonl").write_text("".join(f"{{{line}}}\n" for line in lines))
+
+    storage = FlowStorage(root=str(tmp_path / "data"))
+    source = FlowSource(kind="goflow2", root=str(root))
+    assets = [raw_flows, flow_table]
+    result = materialize(assets, resources={"storage": storage, "source": source}, partition_key=PARTITION)
+
+    quarantine = materialization_of(result, "flow_quarantine")
+    assert quarantine["dagster/row_count"].value == 2
+    assert quarantine["rejected_on_read"].value == 1 and quarantine["invalid_flows"].value == 1
+    assert quarantine["records_by_reason"].value == {"bytes: not a number": 1, "bytes: negative": 1}
+    assert "| bytes: negative | 1 |" in quarantine["reasons"].value
+    assert {c.name for c in quarantine["dagster/column_schema"].schema.columns} == {
+        "reason", "source", "source_row", "raw_record",
+    }  # fmt: skip
+    assert materialization_of(result, "flow_table")["dagster/row_count"].value == 1
+
+    # `--select flow_table` alone still works: the step writes both tables, and reports what was selected
+    only_table = materialize(
+        assets,
+        selection="flow_table",
+        resources={"storage": storage, "source": source},
+        partition_key=PARTITION,
+    )
+    assert [e.asset_key.to_user_string() for e in only_table.get_asset_materialization_events()] == ["flow_table"]
+    assert [c.check_name for c in only_table.get_asset_check_evaluations()] == ["every_record_accounted_for"]

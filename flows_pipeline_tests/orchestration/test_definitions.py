@@ -13,6 +13,7 @@ from flows_pipeline.definitions import defs
 from flows_pipeline.errors import ConfigurationError, UnknownPartitionError
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.concurrency import DEFAULT_MAX_CONCURRENT
+from flows_pipeline.orchestration.freshness import publication_deadline
 from flows_pipeline.orchestration.jobs import build_hourly_schedule
 from flows_pipeline.orchestration.resources import resources_from_env
 from flows_pipeline.orchestration.schedule_lag import SCHEDULE_LAG_TAG, check_schedule_lag
@@ -21,9 +22,52 @@ from flows_pipeline.sources.source_reader import FILE_FORMATS, SOURCE_KINDS
 
 def test_definitions_load_with_the_hourly_assets():
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw_flows", "flow_table", "flow_index", "flow_summary"}
+    assert keys == {"raw_flows", "flow_table", "flow_quarantine", "flow_index", "flow_summary"}
     job = defs.resolve_job_def("flows_hourly_job")
     assert job.partitions_def.get_first_partition_key() == "2021-10-28-00:00"
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == keys
+
+
+def test_every_check_result_belongs_to_its_hour_and_backfills_run_one_hour_per_run():
+    graph = defs.resolve_asset_graph()
+    checks = {key.name: graph.get_check_spec(key) for key in graph.asset_check_keys}
+    assert set(checks) == {
+        "every_record_accounted_for", "documents_match_table", "no_duplicate_documents", "summary_agrees_with_index",
+    }  # fmt: skip
+    assert all(spec.partitions_def == graph.get(spec.asset_key).partitions_def for spec in checks.values())
+    assert all(spec.description for spec in checks.values())
+    # no backfill policy: Dagster's per-partition runs, each tagged dagster/partition (the runs list shows it)
+    assert {graph.get(key).backfill_policy for key in graph.get_all_asset_keys()} == {None}
+
+
+def test_the_first_hour_is_configurable_and_checked():
+    assert (
+        loaded_with(
+            "defs.resolve_job_def('flows_hourly_job').partitions_def.get_first_partition_key()",
+            FLOWS_FIRST_HOUR="2025-06-01-00:00",
+        )
+        == "2025-06-01-00:00"
+    )
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        loaded_with("defs", FLOWS_FIRST_HOUR="2025-06-01T00:30")
+    assert "FLOWS_FIRST_HOUR='2025-06-01T00:30' is not a whole UTC hour" in refused.value.stderr
+
+
+@pytest.mark.parametrize(
+    ("lag", "margin", "cron", "window_min"), [(15, 30, "45 * * * *", 45), (40, 35, "15 * * * *", 60)]
+)
+def test_an_hour_is_late_once_unpublished_by_the_lag_plus_a_margin(lag, margin, cron, window_min):
+    policy = publication_deadline(lag, margin)
+    assert (policy.deadline_cron, policy.lower_bound_delta.total_seconds()) == (cron, window_min * 60)
+    with pytest.raises(ConfigurationError, match="FLOWS_FRESHNESS_MARGIN_MINUTES=0"):
+        publication_deadline(lag, 0)
+    loaded = loaded_with(
+        "defs.resolve_assets_def('flow_index').specs_by_key[__import__('dagster').AssetKey('flow_index')]"
+        ".freshness_policy.deadline_cron",
+        FLOWS_SOURCE_LAG_MINUTES=str(lag),
+        FLOWS_FRESHNESS_MARGIN_MINUTES=str(margin),
+    )
+    assert loaded == cron
 
 
 def test_executor_limits_are_explicit_and_never_the_cpu_count():

@@ -35,7 +35,7 @@ from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage, index_prefix_from_env
 from flows_pipeline.orchestration.stale_runs import before_claiming_slots
 from flows_pipeline.tables.row_groups import parquet_metadata
@@ -46,12 +46,14 @@ DOCUMENTS_MATCH_TABLE = AssetCheckSpec(
     "documents_match_table",
     asset="flow_index",
     blocking=True,
+    partitions_def=hourly_partitions,
     description="Documents in the hour's new index equal the flow table's rows (less tolerated rejections).",
 )
 NO_DUPLICATE_DOCUMENTS = AssetCheckSpec(
     "no_duplicate_documents",
     asset="flow_index",
     blocking=True,
+    partitions_def=hourly_partitions,
     description="Every document is a distinct row of the hour's flow table (event.sequence = _id, in range).",
 )
 
@@ -110,7 +112,8 @@ def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElas
 
 @op(
     out={
-        "result": Out(dict),
+        # Nothing: the hour lives in Elasticsearch, so no IO manager pickles a value (nor shows its `path`)
+        "result": Out(Nothing),
         DOCUMENTS_MATCH_TABLE.get_python_identifier(): Out(is_required=False),
         NO_DUPLICATE_DOCUMENTS.get_python_identifier(): Out(is_required=False),
     }
@@ -161,9 +164,10 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
     hour_alias = es.layout.hour_alias(hour)
     talkers = top_talkers(client, hour_alias)
     yield Output(
-        {"attempt": attempt.alias, "documents": found.documents, "rows": rows},
+        None,
         "result",
         metadata={
+            "dagster/row_count": found.documents,
             "documents": found.documents,
             "rows": rows,
             **load.metadata(),
@@ -187,7 +191,6 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
     group_name="flows",
     kinds={"elasticsearch"},
     check_specs=[DOCUMENTS_MATCH_TABLE, NO_DUPLICATE_DOCUMENTS],
-    backfill_policy=ONE_RUN_PER_HOUR,
     owners=OWNERS,
     tags=TAGS,
     code_version=CODE_VERSION,

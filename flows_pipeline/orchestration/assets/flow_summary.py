@@ -18,9 +18,9 @@ from flows_pipeline.es.summary_index import ensure_summary_index, index_summary,
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.assets.flow_index import flow_index
-from flows_pipeline.orchestration.assets.flow_table import flow_table
+from flows_pipeline.orchestration.assets.flow_table import FLOW_TABLE
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage
 from flows_pipeline.tables.row_groups import write_table
 from flows_pipeline.tables.summary import summarize
@@ -29,6 +29,7 @@ SUMMARY_AGREES_WITH_INDEX = AssetCheckSpec(
     "summary_agrees_with_index",
     asset="flow_summary",
     blocking=True,
+    partitions_def=hourly_partitions,
     description=(
         "The summary's flows, bytes and packets equal Elasticsearch's own count and sums through the hour alias "
         "(exact below 2^53); the summary is written only when they do."
@@ -44,8 +45,7 @@ class SummaryDisagreesError(TerminalError):
     partitions_def=hourly_partitions,
     group_name="flows",
     kinds={"parquet", "elasticsearch"},
-    backfill_policy=ONE_RUN_PER_HOUR,
-    deps=[flow_table, flow_index],
+    deps=[FLOW_TABLE.key, flow_index],
     check_specs=[SUMMARY_AGREES_WITH_INDEX],
     owners=OWNERS,
     tags=TAGS,
@@ -88,7 +88,7 @@ def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: Flows
             "summary_rows": summary.num_rows,
             "summary_documents": documents,
             "summary_index": index,
-            "path": MetadataValue.path(str(path)),
+            "table": MetadataValue.path(str(path)),
             "top_sources": MetadataValue.md(
                 "| source.ip | bytes | flows |\n|---|---:|---:|\n"
                 + "\n".join(f"| {r['key']} | {r['bytes']:,} | {r['flows']:,} |" for r in top)

@@ -1,41 +1,71 @@
-"""`flow_table`: the hour's flows in the typed ECS flow schema, and its quarantine."""
+"""`flow_table` and `flow_quarantine`: the hour's valid flows in the typed ECS flow schema, and the
+records set aside with their reasons; one step writes both (op `flow_table`)."""
 
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    multi_asset,
+)
 
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions
 from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
-from flows_pipeline.tables.column_docs import FLOW_COLUMNS
+from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA
+from flows_pipeline.tables.column_docs import FLOW_COLUMNS, QUARANTINE_COLUMNS
 from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
 from flows_pipeline.tables.hour_tables import TABLES, build_flow_table, recount
+from flows_pipeline.tables.quarantine import count_reasons
 
 EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
     "every_record_accounted_for",
     asset="flow_table",
     blocking=True,
+    partitions_def=hourly_partitions,
     description=(
-        "Records read (raw_flows + raw_quarantine) = flow_table rows + flow_quarantine rows + flows of other "
-        "hours, recounted from the files as written."
+        "Every record read for the hour is in exactly one place: records read (raw_flows + raw_quarantine) = "
+        "flow_table rows + flow_quarantine rows + flows of other hours, recounted from the files as written."
     ),
 )
 
-
-@asset(
-    partitions_def=hourly_partitions,
-    group_name="flows",
+_COMMON = {"group_name": "flows", "owners": OWNERS, "tags": TAGS, "code_version": CODE_VERSION, "deps": [raw_flows]}
+FLOW_TABLE = AssetSpec(
+    "flow_table",
+    description="The hour's valid flows in the typed ECS flow schema: flow_table/<YYYY-MM-DD>/<HH>.parquet.",
     kinds={"parquet"},
-    backfill_policy=ONE_RUN_PER_HOUR,
-    deps=[raw_flows],
+    **_COMMON,
+)
+FLOW_QUARANTINE = AssetSpec(
+    "flow_quarantine",
+    description=(
+        "The hour's quarantine: every record set aside, with its reason (the field and the rule it breaks), its "
+        "file and line: records the source reader could not read (raw_quarantine/) and records invalid as flows. "
+        "flow_quarantine/<YYYY-MM-DD>/<HH>.parquet; reasons counted in the metadata."
+    ),
+    kinds={"parquet"},
+    **_COMMON,
+)
+
+
+# can_subset: `--select flow_table` (or raw_flows,flow_table) must keep working. The step always
+# writes both tables (one pass over raw_flows); it reports a materialization only for what was
+# selected, so select flow_quarantine too (or `*`) to record the quarantine's counts.
+@multi_asset(
+    name="flow_table",
+    specs=[FLOW_TABLE, FLOW_QUARANTINE],
+    partitions_def=hourly_partitions,
     check_specs=[EVERY_RECORD_ACCOUNTED_FOR],
-    owners=OWNERS,
-    tags=TAGS,
-    code_version=CODE_VERSION,
+    can_subset=True,
 )
 def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource):
-    """The hour's flows in the typed ECS flow schema; invalid records go to the quarantine table."""
+    """Normalize the hour's raw flows: valid ones to flow_table, invalid ones to flow_quarantine."""
     with retry_only_transient_errors():
         hour = hour_of(context.partition_key)
         paths = {name: storage.table_path(name, hour) for name in TABLES}
@@ -48,29 +78,47 @@ def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: Flo
             row_group_rows=storage.row_group_rows,
             options=source.normalize_options(storage.community_id),
         )
-        yield MaterializeResult(
-            metadata={
-                **table_metadata(stats.rows, FLOW_TABLE_SCHEMA, FLOW_COLUMNS),
-                "rows": stats.rows,
-                "records_read": stats.records_read,
-                "quarantined": stats.quarantined,
-                "outside_hour": stats.outside_hour,
-                "row_groups": stats.row_groups,
-                "size (bytes)": MetadataValue.int(stats.bytes_on_disk),
-                "sha256": stats.sha256,
-                "path": MetadataValue.path(str(paths["flow_table"])),
-                "quarantine_path": MetadataValue.path(str(paths["flow_quarantine"])),
-            }
-        )
+        selected = context.selected_asset_keys
+        if FLOW_TABLE.key in selected:
+            yield MaterializeResult(
+                asset_key=FLOW_TABLE.key,
+                metadata={
+                    **table_metadata(stats.rows, FLOW_TABLE_SCHEMA, FLOW_COLUMNS),
+                    "rows": stats.rows,
+                    "records_read": stats.records_read,
+                    "quarantined": stats.quarantined,
+                    "outside_hour": stats.outside_hour,
+                    "row_groups": stats.row_groups,
+                    "size (bytes)": MetadataValue.int(stats.bytes_on_disk),
+                    "sha256": stats.sha256,
+                    "table": MetadataValue.path(str(paths["flow_table"])),
+                },
+            )
+        if FLOW_QUARANTINE.key in selected:
+            report = count_reasons(paths["flow_quarantine"], paths["raw_quarantine"], storage.row_group_rows)
+            yield MaterializeResult(
+                asset_key=FLOW_QUARANTINE.key,
+                metadata={
+                    **table_metadata(report.records, QUARANTINE_SCHEMA, QUARANTINE_COLUMNS),
+                    "rejected_on_read": report.rejected_on_read,
+                    "invalid_flows": report.invalid,
+                    "reason_kinds": len(report.reasons),
+                    "reasons": MetadataValue.md(report.reasons_markdown()),
+                    "records_by_reason": MetadataValue.json(report.reasons),
+                    "table": MetadataValue.path(str(paths["flow_quarantine"])),
+                },
+            )
         # recounted from the files as written, independently of the counters above
         tally = recount(paths, hour, source.numeric_time_unit)
-    yield AssetCheckResult(
-        check_name=EVERY_RECORD_ACCOUNTED_FOR.name,
-        passed=tally.balanced,
-        metadata={
-            "records_read": tally.records_read,
-            "rows": tally.rows,
-            "quarantined": tally.quarantined,
-            "outside_hour": tally.outside_hour,
-        },
-    )
+    if EVERY_RECORD_ACCOUNTED_FOR.key in context.selected_asset_check_keys:
+        yield AssetCheckResult(
+            asset_key=AssetKey("flow_table"),
+            check_name=EVERY_RECORD_ACCOUNTED_FOR.name,
+            passed=tally.balanced,
+            metadata={
+                "records_read": tally.records_read,
+                "rows": tally.rows,
+                "quarantined": tally.quarantined,
+                "outside_hour": tally.outside_hour,
+            },
+        )

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from flows_pipeline.hour import Hour, hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import ONE_RUN_PER_HOUR, hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
 from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
@@ -21,7 +21,6 @@ from flows_pipeline.tables.hour_tables import write_raw_flows
     partitions_def=hourly_partitions,
     group_name="flows",
     kinds={"parquet"},
-    backfill_policy=ONE_RUN_PER_HOUR,
     owners=OWNERS,
     tags=TAGS,
     code_version=CODE_VERSION,
@@ -53,6 +52,6 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
             "files_read": len(report.files),
             "files_skipped": len(report.skipped),
             "skipped_files": MetadataValue.json(report.skipped),
-            "path": MetadataValue.path(str(storage.table_path("raw_flows", hour))),
+            "table": MetadataValue.path(str(storage.table_path("raw_flows", hour))),
         }
     )
