@@ -49,7 +49,7 @@ test-unit: setup
 	$(BIN)/pytest -q -m "not elasticsearch"
 
 ui: setup es-up
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/python scripts/ui.py -w workspace.yaml $(UI_ARGS)
 
 lint: setup
 	$(BIN)/ruff check flows_pipeline flows_pipeline_tests scripts bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -115,6 +116,13 @@ def indexing_started(es_client, pattern: str) -> bool:
     """Whether any document reached the indices matching `pattern` (hidden ones included)."""
     stats = es_client.indices.stats(index=pattern, metric="indexing", expand_wildcards="all")
     return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0) > 0
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def make_project(root: Path, index_prefix: str) -> Project:

@@ -7,7 +7,6 @@ that its cross-run limits hold while a backfill of many hours runs.
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import yaml
 from dagster import DagsterRunStatus
 
 from flows_pipeline.hour import hour_of
-from flows_pipeline_tests.support import PROJECT, make_project, max_overlap
+from flows_pipeline_tests.support import PROJECT, free_port, make_project, max_overlap
 
 BACKFILL_HOURS = [f"2021-10-28-{h:02d}:00" for h in range(10, 16)]
 CLI_RANGE = ("2021-10-28-16:00", "2021-10-28-17:00")
@@ -37,12 +36,6 @@ BACKFILL_STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } ... on PythonError { message } }
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
