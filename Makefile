@@ -38,8 +38,9 @@ es-down:
 es-status:
 	scripts/es.sh status
 
+# The three most recent closed hours (or HOURS="2021-10-28-00:00 2021-10-28-01:00"), then what landed.
 demo: setup es-up
-	$(BIN)/python scripts/demo.py 2021-10-28-00:00 2021-10-28-01:00 2021-10-28-02:00
+	$(BIN)/python scripts/demo.py $(HOURS)
 
 test: setup es-up
 	$(BIN)/pytest -q

@@ -1,7 +1,9 @@
 """make demo: materialize hours with `dagster asset materialize`, then show what landed.
 
-For each hour: rows in the flow table, documents in the hour's index, the index behind the
-hour's alias, and the top 5 talkers by bytes, answered by an Elasticsearch aggregation.
+The hours are the most recent closed ones (or the keys given as arguments), so the UI's partition
+views, plots and Materialize dialog, which open on the newest hours, show them at once. For each
+hour: rows in the flow table, quarantined records, documents behind the hour's alias, the bucket
+index, and the top 5 talkers by bytes, answered by an Elasticsearch aggregation.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 
 from flows_pipeline.es.index_lifecycle import count, published_index
 from flows_pipeline.es.queries import top_talkers
-from flows_pipeline.hour import hour_of
+from flows_pipeline.hour import KEY_FORMAT, hour_of
 from flows_pipeline.orchestration.resources import resolved_resources
 
 
@@ -31,6 +34,16 @@ def materialize(partition_key: str) -> None:
         sys.exit(f"materializing {partition_key} failed (exit {done.returncode}); the run's log is in {log_path}")
 
 
+DEMO_HOURS = 3
+UI_URL = "http://127.0.0.1:3000"
+
+
+def recent_closed_hours(now: datetime, count: int) -> list[str]:
+    """The partition keys of the `count` hours that closed last before `now`, oldest first."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return [(current - timedelta(hours=n)).strftime(KEY_FORMAT) for n in range(count, 0, -1)]
+
+
 def main(partition_keys: list[str]) -> None:
     resources = resolved_resources()
     storage, es = resources["storage"], resources["es"]
@@ -40,15 +53,23 @@ def main(partition_keys: list[str]) -> None:
         started = time.monotonic()
         materialize(key)
         rows = pq.ParquetFile(storage.table_path("flow_table", hour)).metadata.num_rows
+        quarantined = pq.ParquetFile(storage.table_path("flow_quarantine", hour)).metadata.num_rows
         alias = es.layout.hour_alias(hour)
         print(f"\n{key}  materialized in {time.monotonic() - started:.1f} s")
         print(f"  flow_table rows      {rows:>12,}")
+        print(f"  flow_quarantine rows {quarantined:>12,}")
         print(f"  documents in {alias}  {count(client, alias):>12,}")
         print(f"  bucket index         {published_index(client, es.layout, hour)}")
         print("  top 5 talkers by bytes:")
         for ip, sent in top_talkers(client, alias):
             print(f"    {ip:<40} {sent:>16,} bytes")
+    first, last = partition_keys[0], partition_keys[-1]
+    print(
+        f"\nNext: `make ui`, then open {UI_URL}/assets/flow_index?view=partitions (the hours {first} to {last} "
+        f"are the newest filled partitions; their metrics under Plots), {UI_URL}/assets/flow_quarantine for "
+        f"what was set aside and why, and {UI_URL}/runs for one run per hour. Ctrl-C stops the UI."
+    )
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main(sys.argv[1:] or recent_closed_hours(datetime.now(UTC), DEMO_HOURS))
