@@ -79,3 +79,9 @@ def hour_of(partition_key: str, first_hour_key: str = FIRST_HOUR_KEY) -> Hour:
             f"unknown partition key {partition_key!r}: partitions are whole UTC hours from {first_hour_key}"
         )
     return Hour(start)
+
+
+def recent_closed_hours(now: datetime, count: int) -> list[str]:
+    """The partition keys of the `count` hours that closed last before `now`, oldest first."""
+    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return [(current - timedelta(hours=n)).strftime(KEY_FORMAT) for n in range(count, 0, -1)]

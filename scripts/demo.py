@@ -12,13 +12,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pyarrow.parquet as pq
 
 from flows_pipeline.es.index_lifecycle import count, published_index
 from flows_pipeline.es.queries import top_talkers
-from flows_pipeline.hour import KEY_FORMAT, hour_of
+from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline.orchestration.resources import resolved_resources
 
 
@@ -36,12 +36,6 @@ def materialize(partition_key: str) -> None:
 
 DEMO_HOURS = 3
 UI_URL = "http://127.0.0.1:3000"
-
-
-def recent_closed_hours(now: datetime, count: int) -> list[str]:
-    """The partition keys of the `count` hours that closed last before `now`, oldest first."""
-    current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    return [(current - timedelta(hours=n)).strftime(KEY_FORMAT) for n in range(count, 0, -1)]
 
 
 def main(partition_keys: list[str]) -> None:

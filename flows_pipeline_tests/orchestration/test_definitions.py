@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from flows_pipeline.definitions import defs
 from flows_pipeline.errors import ConfigurationError, UnknownPartitionError
-from flows_pipeline.hour import hour_of
+from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline.orchestration.concurrency import DEFAULT_MAX_CONCURRENT
 from flows_pipeline.orchestration.freshness import publication_deadline
 from flows_pipeline.orchestration.jobs import build_hourly_schedule
@@ -170,3 +170,8 @@ def test_descriptions_name_the_configured_prefix():
         "next(iter(defs.resolve_assets_def('flow_index').descriptions_by_key.values()))", FLOWS_INDEX_PREFIX="netflows"
     )
     assert "`netflows-YYYY.MM.DD-HH`" in description and "`netflows`" in description and "`flows" not in description
+
+
+def test_the_demo_and_the_ui_test_use_the_most_recent_closed_hours():
+    now = datetime(2026, 11, 29, 0, 20, tzinfo=UTC)
+    assert recent_closed_hours(now, 3) == ["2026-11-28-21:00", "2026-11-28-22:00", "2026-11-28-23:00"]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,13 @@ import requests
 import yaml
 from dagster import DagsterRunStatus
 
-from flows_pipeline.hour import hour_of
+from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline_tests.support import PROJECT, free_port, make_project, max_overlap
 
-BACKFILL_HOURS = [f"2021-10-28-{h:02d}:00" for h in range(10, 16)]
+# the six most recent closed hours, as a user backfills them: the UI lists and plots the newest first
+BACKFILL_HOURS = recent_closed_hours(datetime.now(UTC), 6)
 CLI_RANGE = ("2021-10-28-16:00", "2021-10-28-17:00")
+ASSETS = ("raw_flows", "flow_table", "flow_quarantine", "flow_index", "flow_summary")
 SHIPPED_LIMITS = yaml.safe_load((PROJECT / "dagster_home" / "dagster.yaml").read_text())["concurrency"]
 
 LAUNCH_BACKFILL = """
@@ -89,8 +92,7 @@ def graphql(url: str, query: str, variables: dict) -> dict:
 
 
 def partition_of(run) -> str | None:
-    # a single-partition run from the CLI is tagged dagster/partition; an asset backfill's, with a range of one
-    return run.tags.get("dagster/partition") or run.tags.get("dagster/asset_partition_range_start")
+    return run.tags.get("dagster/partition")
 
 
 def wait_for_runs(project, partitions: list[str], timeout_s: float) -> list:
@@ -111,7 +113,7 @@ def test_ui_backfill_of_six_hours_respects_the_pool_and_run_limits(dagster_ui, e
     project, url = dagster_ui
     params = {
         "partitionNames": BACKFILL_HOURS,
-        "assetSelection": [{"path": [a]} for a in ("raw_flows", "flow_table", "flow_index", "flow_summary")],
+        "assetSelection": [{"path": [a]} for a in ASSETS],
     }
     launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
@@ -166,31 +168,89 @@ CHROMIUM_ARGS = [
 ARTIFACTS = PROJECT / ".test-artifacts"
 
 
-def test_ui_shows_the_assets_and_the_materialized_partitions(dagster_ui):
-    """After the backfills above: the asset graph and flow_index's partitions, in a real headless Chromium."""
+def series_pixels(canvas) -> int:
+    """Pixels of a plot's data series (Dagster draws it in blue-violet; axes and grid are grey)."""
+    return canvas.evaluate(
+        """c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && d[i + 2] - d[i] > 60) n++; return n; }"""
+    )
+
+
+def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
+    """After the backfills above, in a real headless Chromium: the filled hours newest first and their
+    plots, the quarantine found by searching, row counts and column schemas, check results attached to
+    hours, and each run's hour. Screenshots in .test-artifacts/."""
     from playwright.sync_api import sync_playwright
 
     _, url = dagster_ui
+    newest = BACKFILL_HOURS[-1]
     assert Path(CHROMIUM).exists(), (
         f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make system-packages` as root"
     )
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
-        page.goto(f"{url}/asset-groups/flows", wait_until="networkidle")
-        skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
-        if skip.count():
-            skip.click()
-        for asset in ("raw_flows", "flow_table", "flow_index", "flow_summary"):
+        def visit(path: str) -> None:
+            page.goto(f"{url}{path}", wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")  # the first-visit newsletter dialog
+            if skip.count():
+                skip.click()
+
+        def shot(name: str) -> None:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+        visit("/asset-groups/flows")
+        for asset in ASSETS:
             page.get_by_text(asset, exact=True).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+        shot("asset-graph")
 
-        page.goto(f"{url}/assets/flow_index?view=partitions", wait_until="networkidle")
+        # the backfilled hours are the newest partitions, listed first: filled without hunting
+        visit("/assets/flow_index?view=partitions")
         materialized = page.get_by_text(re.compile(r"Materialized \(\d+\)")).first
         materialized.wait_for(timeout=30_000)
-        count = int(re.search(r"\((\d+)\)", materialized.inner_text()).group(1))
-        page.screenshot(path=str(ARTIFACTS / "flow_index-partitions.png"))
+        assert int(re.search(r"\((\d+)\)", materialized.inner_text()).group(1)) == len(BACKFILL_HOURS) + len(CLI_RANGE)
+        page.get_by_text(newest, exact=True).first.wait_for(timeout=10_000)
+        shot("flow_index-partitions")
+
+        # a numeric metadata value plotted across the hours
+        visit("/assets/flow_index")
+        page.get_by_text("Plots", exact=True).first.click()
+        chart = page.get_by_text("documents", exact=True).first.locator("xpath=../..").locator("canvas")
+        chart.wait_for(timeout=30_000)
+        page.wait_for_timeout(1500)  # the chart animates in
+        assert series_pixels(chart) > 20, "the plot of `documents` across partitions draws no data"
+        shot("flow_index-plots")
+
+        # searching the catalog for "quarantine" finds the quarantine, an asset with its schema and counts
+        visit("/assets")
+        page.get_by_label("Search and filter assets").first.focus()
+        page.keyboard.type("quarantine")
+        page.keyboard.press("Escape")
+        page.get_by_role("link", name="flow_quarantine").first.click()
+        page.wait_for_url(re.compile(r"/assets/flow_quarantine"), timeout=30_000)
+        page.get_by_text("rejected_on_read", exact=True).first.wait_for(timeout=30_000)
+        assert page.get_by_text("Row count").count() and page.get_by_text("raw_record", exact=True).count()
+        shot("flow_quarantine")
+
+        # flow_table: its row count and its column schema, with a description per column
+        visit("/assets/flow_table")
+        row_count = page.get_by_text("Row count").first
+        row_count.wait_for(timeout=30_000)
+        assert "20,000" in row_count.evaluate("e => e.parentElement.innerText")
+        assert page.get_by_text("Bytes of the flow, scaled by the sampling rate.").count()
+        shot("flow_table")
+
+        # each check result belongs to its hour
+        visit("/assets/flow_index?view=checks")
+        page.get_by_text("Execution history", exact=True).first.click()
+        page.get_by_role("cell", name=newest).first.wait_for(timeout=30_000)
+        shot("flow_index-check-history")
+
+        # each run shows its hour, also the runs of a backfill (which the runs list folds by default)
+        visit("/runs")
+        page.get_by_text("Show runs within backfills").first.click()
+        page.get_by_text(f"partition: {newest}").first.wait_for(timeout=30_000)
+        shot("runs")
         browser.close()
-    assert count == len(BACKFILL_HOURS) + len(CLI_RANGE)

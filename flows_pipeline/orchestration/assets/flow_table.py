@@ -38,7 +38,7 @@ EVERY_RECORD_ACCOUNTED_FOR = AssetCheckSpec(
 _COMMON = {"group_name": "flows", "owners": OWNERS, "tags": TAGS, "code_version": CODE_VERSION, "deps": [raw_flows]}
 FLOW_TABLE = AssetSpec(
     "flow_table",
-    description="The hour's valid flows in the typed ECS flow schema: flow_table/<YYYY-MM-DD>/<HH>.parquet.",
+    description="The hour's valid flows in the typed ECS flow schema: `flow_table/YYYY-MM-DD/HH.parquet`.",
     kinds={"parquet"},
     **_COMMON,
 )
@@ -46,8 +46,8 @@ FLOW_QUARANTINE = AssetSpec(
     "flow_quarantine",
     description=(
         "The hour's quarantine: every record set aside, with its reason (the field and the rule it breaks), its "
-        "file and line: records the source reader could not read (raw_quarantine/) and records invalid as flows. "
-        "flow_quarantine/<YYYY-MM-DD>/<HH>.parquet; reasons counted in the metadata."
+        "file and line: records the source reader could not read (`raw_quarantine/`) and records invalid as "
+        "flows. `flow_quarantine/YYYY-MM-DD/HH.parquet`; reasons counted in the metadata."
     ),
     kinds={"parquet"},
     **_COMMON,
