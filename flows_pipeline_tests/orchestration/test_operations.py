@@ -214,8 +214,18 @@ def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
         page.get_by_text(newest, exact=True).first.wait_for(timeout=10_000)
         shot("flow_index-partitions")
 
+        # the freshness policy, evaluated by the daemon: the hours were just published
+        deadline = time.monotonic() + 120
+        while True:
+            visit("/assets/flow_index")
+            freshness = page.get_by_text("Freshness policy").first
+            freshness.wait_for(timeout=30_000)
+            if "Passing" in freshness.evaluate("e => e.parentElement.innerText") or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+        assert "Passing" in freshness.evaluate("e => e.parentElement.innerText")
+
         # a numeric metadata value plotted across the hours
-        visit("/assets/flow_index")
         page.get_by_text("Plots", exact=True).first.click()
         chart = page.get_by_text("documents", exact=True).first.locator("xpath=../..").locator("canvas")
         chart.wait_for(timeout=30_000)
