@@ -8,9 +8,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 from dagster import DagsterEventType, DagsterInstance
 from elasticsearch import Elasticsearch
 
@@ -123,6 +125,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_for_dagster_ui(url: str, process: subprocess.Popen, timeout_s: float = 120, log: Path | None = None) -> None:
+    """Until the webserver at `url` answers; AssertionError (with the log's tail) if `process` ends first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/server_info", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert process.poll() is None, log.read_text()[-3000:] if log else f"exit {process.returncode}"
+        time.sleep(1)
+    raise AssertionError(f"the Dagster UI at {url} did not answer in {timeout_s} s")
 
 
 def make_project(root: Path, index_prefix: str) -> Project:

@@ -1,9 +1,11 @@
-"""make ui: `dagster dev` that Ctrl-C (SIGINT) or SIGTERM stops within STOP_TIMEOUT_S, leaving no process.
+"""make ui: `dagster dev` that Ctrl-C (SIGINT), SIGTERM or a closed terminal (SIGHUP) stops within
+STOP_TIMEOUT_S, leaving no process.
 
 Why a wrapper: a shell that starts a job in the background makes it ignore SIGINT, and Dagster maps
 SIGTERM to SIGINT's handler, so such a `dagster dev` ignored both (measured: still running after
 60 s, with its webserver, daemon and code servers). Here `dagster dev` gets default handlers and a
-process group of its own; on SIGINT or SIGTERM the wrapper interrupts that whole group (runs in
+process group of its own (so the terminal's Ctrl-C reaches only the wrapper, which must therefore
+also pass on SIGHUP); on any of the three the wrapper interrupts that whole group (runs in
 progress are told to stop as well), waits, and kills whatever is left.
 """
 
@@ -16,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 STOP_TIMEOUT_S = 5.0  # then SIGKILL: the whole stop stays well under 10 s, also on a busy machine
 
 
@@ -38,7 +41,7 @@ def _group_alive(pgid: int) -> bool:
 
 def main(args: list[str]) -> int:
     stop_requested: list[int] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, _frame: stop_requested.append(signum))
     dagster = Path(sys.executable).parent / "dagster"
     dev = subprocess.Popen([str(dagster), "dev", *args], start_new_session=True, preexec_fn=_default_signals)

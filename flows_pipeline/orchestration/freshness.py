@@ -3,8 +3,10 @@
 A Dagster freshness policy on `flow_index` (evaluated by the daemon's freshness loop, shown on the
 asset's page and in the catalog; not a check, so no run executes it): every hour, at minute
 lag + margin (FLOWS_SOURCE_LAG_MINUTES + FLOWS_FRESHNESS_MARGIN_MINUTES), flow_index must have been
-materialized since the last hour closed. Dagster evaluates the time of the asset's latest
-materialization, whatever its partition: a backfill of an older hour in that window also counts.
+materialized since the last hour closed (when lag + margin is an hour or more: since the previous
+deadline, the longest window Dagster allows for an hourly cron). Dagster evaluates the time of the
+asset's latest materialization, whatever its partition: a backfill of an older hour in that
+window also counts, and the UI words the window in whole hours ("no earlier than an hour before").
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dagster import HourlyPartitionsDefinition, PreviewWarning
 
 from flows_pipeline.errors import ConfigurationError
-from flows_pipeline.hour import FIRST_HOUR_KEY, parse_hour_key
+from flows_pipeline.hour import FIRST_HOUR_KEY, Hour, hour_of, parse_hour_key
 
 
 def first_hour_from_env(environ: Mapping[str, str] = os.environ) -> str:
@@ -45,3 +45,8 @@ warnings.filterwarnings("ignore", message="Specifying a partitions_def on an Ass
 
 # end_offset=0: the current, still open hour is not a partition yet.
 hourly_partitions = HourlyPartitionsDefinition(start_date=FIRST_HOUR, timezone="UTC")
+
+
+def partition_hour(partition_key: str) -> Hour:
+    """The hour of a partition key, from the deployment's first hour on (UnknownPartitionError otherwise)."""
+    return hour_of(partition_key, FIRST_HOUR)

@@ -21,6 +21,7 @@ from dagster import ConfigurableResource, EnvVar
 from elasticsearch import Elasticsearch
 from pydantic import Field
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.chunk_loading import BulkLimits
 from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
@@ -281,14 +282,28 @@ def index_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:
     return environ.get("FLOWS_INDEX_PREFIX") or FlowsElasticsearch.model_fields["index_prefix"].default
 
 
+def _minutes(environ: Mapping[str, str], variable: str, default: int) -> int:
+    """Whole minutes from `variable`, or `default`; ConfigurationError naming the variable otherwise."""
+    text = environ.get(variable) or str(default)
+    if not text.strip().isdigit():
+        raise ConfigurationError(f"{variable}={text!r}: expected whole minutes, 0 or more (default {default})")
+    return int(text)
+
+
 def source_lag_minutes(environ: Mapping[str, str] = os.environ) -> int:
-    """The source lag the deployment configures (FLOWS_SOURCE_LAG_MINUTES), which the schedule follows."""
-    return int(environ.get("FLOWS_SOURCE_LAG_MINUTES") or DEFAULT_SOURCE_LAG_MINUTES)
+    """The source lag the deployment configures (FLOWS_SOURCE_LAG_MINUTES), which the schedule follows.
+
+    Raises ConfigurationError for a value that is not whole minutes.
+    """
+    return _minutes(environ, "FLOWS_SOURCE_LAG_MINUTES", DEFAULT_SOURCE_LAG_MINUTES)
 
 
 def freshness_margin_minutes(environ: Mapping[str, str] = os.environ) -> int:
-    """Minutes after the source lag within which an hour must be published (FLOWS_FRESHNESS_MARGIN_MINUTES)."""
-    return int(environ.get("FLOWS_FRESHNESS_MARGIN_MINUTES") or DEFAULT_FRESHNESS_MARGIN_MINUTES)
+    """Minutes after the source lag within which an hour must be published (FLOWS_FRESHNESS_MARGIN_MINUTES).
+
+    Raises ConfigurationError for a value that is not whole minutes.
+    """
+    return _minutes(environ, "FLOWS_FRESHNESS_MARGIN_MINUTES", DEFAULT_FRESHNESS_MARGIN_MINUTES)
 
 
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:

@@ -3,7 +3,9 @@
 `flow_quarantine/<date>/<HH>.parquet` (QUARANTINE_SCHEMA) holds both kinds of rejection: records
 the source reader could not read as flows (first landed in `raw_quarantine/`, copied here by
 flow_table) and records read but invalid as flows (the normalizer's rules). Each reason names the
-raw field first ("bytes: negative", "src_addr: not an IP address"), so a reason is also its kind.
+raw field first ("bytes: negative", "src_addr: not an IP address"), so a reason is also its kind;
+a few name the whole record ("empty line", "unparseable JSON: <the parser's message>"), and those
+can differ per record, so reports keep the most frequent reasons and sum the rest.
 """
 
 from __future__ import annotations
@@ -30,14 +32,16 @@ class QuarantineReport:
         """Records read as flows but breaking a rule of the flow schema."""
         return self.records - self.rejected_on_read
 
+    def top_reasons(self, top: int = 50) -> dict[str, int]:
+        """The `top` most frequent reasons, the rest summed under "(N other reasons)"."""
+        items = list(self.reasons.items())
+        rest = items[top:]
+        return dict(items[:top]) | ({f"({len(rest)} other reasons)": sum(n for _, n in rest)} if rest else {})
+
     def reasons_markdown(self, top: int = 20) -> str:
         """The `top` most frequent reasons as a Markdown table (the rest summed in one line)."""
-        lines = ["| reason | records |", "|---|---:|"]
-        items = list(self.reasons.items())
-        lines += [f"| {reason.replace('|', '/')} | {n:,} |" for reason, n in items[:top]]
-        if len(items) > top:
-            lines.append(f"| ({len(items) - top} other reasons) | {sum(n for _, n in items[top:]):,} |")
-        return "\n".join(lines) if items else "nothing was quarantined"
+        rows = [f"| {reason.replace('|', '/')} | {n:,} |" for reason, n in self.top_reasons(top).items()]
+        return "\n".join(["| reason | records |", "|---|---:|", *rows]) if rows else "nothing was quarantined"
 
 
 def count_reasons(quarantine_path: Path, raw_quarantine_path: Path, batch_rows: int = 65_536) -> QuarantineReport:

@@ -48,6 +48,15 @@ def test_the_first_hour_is_configurable_and_checked():
         )
         == "2025-06-01-00:00"
     )
+    # an earlier first hour than the default's: its hours are hours of the steps too
+    assert (
+        loaded_with(
+            "__import__('flows_pipeline.orchestration.partitions').orchestration.partitions.partition_hour("
+            "'2021-06-01-05:00').key",
+            FLOWS_FIRST_HOUR="2021-01-01-00:00",
+        )
+        == "2021-06-01-05:00"
+    )
     with pytest.raises(subprocess.CalledProcessError) as refused:
         loaded_with("defs", FLOWS_FIRST_HOUR="2025-06-01T00:30")
     assert "FLOWS_FIRST_HOUR='2025-06-01T00:30' is not a whole UTC hour" in refused.value.stderr

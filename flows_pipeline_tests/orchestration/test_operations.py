@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from dagster import DagsterRunStatus
+from dagster import AssetCheckKey, AssetKey, DagsterRunStatus
 
 from flows_pipeline.hour import hour_of, recent_closed_hours
-from flows_pipeline_tests.support import PROJECT, free_port, make_project, max_overlap
+from flows_pipeline_tests.support import PROJECT, free_port, make_project, max_overlap, wait_for_dagster_ui
 
 # the six most recent closed hours, as a user backfills them: the UI lists and plots the newest first
 BACKFILL_HOURS = recent_closed_hours(datetime.now(UTC), 6)
@@ -66,15 +66,7 @@ def dagster_ui(tmp_path_factory, index_prefix):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{url}/server_info", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, (project.home / "dagster-dev.log").read_text()[-3000:]
-            time.sleep(1)
+        wait_for_dagster_ui(url, server, log=project.home / "dagster-dev.log")
         yield project, url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -126,6 +118,16 @@ def test_ui_backfill_of_six_hours_respects_the_pool_and_run_limits(dagster_ui, e
 
     runs = wait_for_runs(project, BACKFILL_HOURS, 60)
     assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
+    # one run per hour, each with every asset of the hour and its checks, each recorded once for its hour
+    assert len(runs) == len(BACKFILL_HOURS)
+    assert all({k.to_user_string() for k in r.dagster_run.asset_selection} == set(ASSETS) for r in runs)
+    with project.instance() as instance:
+        for check in ("documents_match_table", "no_duplicate_documents"):
+            history = instance.event_log_storage.get_asset_check_execution_history(
+                AssetCheckKey(AssetKey("flow_index"), check), limit=100
+            )
+            hours = [h.partition for h in history if h.partition in BACKFILL_HOURS]
+            assert sorted(hours) == BACKFILL_HOURS and {h.status.value for h in history} == {"SUCCEEDED"}, check
     for hour_key in BACKFILL_HOURS:
         alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
         assert es_client.count(index=alias)["count"] == 20_000, hour_key
@@ -206,7 +208,7 @@ def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
             page.get_by_text(asset, exact=True).first.wait_for(timeout=30_000)
         shot("asset-graph")
 
-        # the backfilled hours are the newest partitions, listed first: filled without hunting
+        # the backfilled hours are the newest partitions, at the top of the list: filled without hunting
         visit("/assets/flow_index?view=partitions")
         materialized = page.get_by_text(re.compile(r"Materialized \(\d+\)")).first
         materialized.wait_for(timeout=30_000)
@@ -238,6 +240,7 @@ def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
         page.get_by_label("Search and filter assets").first.focus()
         page.keyboard.type("quarantine")
         page.keyboard.press("Escape")
+        page.get_by_role("link", name="raw_flows", exact=True).first.wait_for(state="detached", timeout=30_000)
         page.get_by_role("link", name="flow_quarantine").first.click()
         page.wait_for_url(re.compile(r"/assets/flow_quarantine"), timeout=30_000)
         page.get_by_text("rejected_on_read", exact=True).first.wait_for(timeout=30_000)

@@ -22,6 +22,8 @@ from flows_pipeline_tests.support import ES_URL
 
 DAYS, RETENTION = 40, 30  # 40 day buckets would not fit under the lowered shard limit
 
+HOURLY_ASSETS = ("raw_flows", "flow_table", "flow_quarantine", "flow_index", "flow_summary")
+
 
 def summary_of(hour: Hour) -> pa.Table:
     rows = [{"hour": hour.key, "kind": "transport", "key": "tcp", "rank": 1, "flows": 5, "bytes": 5, "packets": 5}]
@@ -43,7 +45,7 @@ def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(
                 write_table(storage.table_path(folder, hour), summary_of(hour))
             ensure_summary_index(es_client, layout.summary_index, replicas=0)
             index_summary(es_client, layout.summary_index, hour, summary_of(hour))
-            for asset in ("raw_flows", "flow_table", "flow_index", "flow_summary"):
+            for asset in HOURLY_ASSETS:
                 instance.report_runless_asset_event(AssetMaterialization(asset_key=asset, partition=hour.key))
             # the daily job, at 00:30 of the next day
             now = hour.start.replace(hour=0, minute=30) + timedelta(days=1)
@@ -63,7 +65,7 @@ def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(
         index=layout.summary_index, size=0, aggs={"h": {"terms": {"field": "hour", "size": 100}}}
     )
     assert {b["key"] for b in summary_hours["aggregations"]["h"]["buckets"]} == kept
-    for asset in ("raw_flows", "flow_table", "flow_index", "flow_summary"):
+    for asset in HOURLY_ASSETS:
         assert instance.get_materialized_partitions(AssetKey(asset)) == kept, asset
 
 

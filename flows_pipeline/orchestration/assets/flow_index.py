@@ -31,11 +31,10 @@ from flows_pipeline.es.chunk_loading import ChunkResult, ChunkTask, HourLoad, ch
 from flows_pipeline.es.chunk_plan import plan_chunks
 from flows_pipeline.es.index_lifecycle import IndexVerificationError, delete_replaced, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
-from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage, index_prefix_from_env
 from flows_pipeline.orchestration.stale_runs import before_claiming_slots
 from flows_pipeline.tables.row_groups import parquet_metadata
@@ -63,7 +62,7 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
     """One descriptor per range of row groups, read from the Parquet footer; and the run's load attempt."""
     before_claiming_slots(context)
     with retry_only_transient_errors("planning the chunks and preparing the load attempt"):
-        hour = hour_of(context.partition_key)
+        hour = partition_hour(context.partition_key)
         chunks = plan_chunks(
             storage.table_path("flow_table", hour),
             parallel_chunk_steps(context.run_config),
@@ -125,7 +124,7 @@ def publish_flow_index(context: OpExecutionContext, results: list[ChunkResult], 
 
 
 def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch):
-    hour = hour_of(context.partition_key)
+    hour = partition_hour(context.partition_key)
     attempt = load.attempt
     rows = parquet_metadata(load.table_path).num_rows
     if problem := load.uncovered_rows(rows):

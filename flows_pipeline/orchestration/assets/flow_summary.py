@@ -15,12 +15,11 @@ from dagster import (
 
 from flows_pipeline.errors import TerminalError
 from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, index_totals, summary_totals
-from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_table import FLOW_TABLE
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage
 from flows_pipeline.tables.row_groups import write_table
 from flows_pipeline.tables.summary import summarize
@@ -57,7 +56,7 @@ def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: Flows
     """Top talkers (source, destination), top destination ports, transport totals, flows per minute;
     written only when its totals agree with the hour's published flows."""
     with retry_only_transient_errors("indexing the hour's summary"):
-        hour = hour_of(context.partition_key)
+        hour = partition_hour(context.partition_key)
         summary = summarize(storage.table_path("flow_table", hour), hour)
         client = es.connect()
         hour_alias = es.layout.hour_alias(hour)

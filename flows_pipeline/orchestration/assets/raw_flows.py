@@ -4,10 +4,10 @@ from datetime import timedelta
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from flows_pipeline.hour import Hour, hour_of
+from flows_pipeline.hour import Hour
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
-from flows_pipeline.orchestration.partitions import hourly_partitions
+from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
 from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
@@ -28,7 +28,7 @@ from flows_pipeline.tables.hour_tables import write_raw_flows
 def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
     """The hour's flow records as the source delivered them (GoFlow2 field names); unreadable ones apart."""
     with retry_only_transient_errors():
-        hour = hour_of(context.partition_key)
+        hour = partition_hour(context.partition_key)
         check_schedule_lag(context.run.tags, source.lag_minutes)
         settings = source.settings()
         previous = Hour(hour.start - timedelta(hours=1))
