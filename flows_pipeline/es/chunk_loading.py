@@ -67,12 +67,24 @@ def chunk_bodies(task: ChunkTask, limits: BulkLimits) -> Iterator[BulkBody]:
     return assemble_bodies(_encoded_batches(task, READ_BATCH_ROWS), limits.max_bytes, limits.max_docs)
 
 
-def _encoded_batches(task: ChunkTask, batch_rows: int) -> Iterator[tuple[int, pa.LargeStringArray]]:
+def _encoded_batches(task: ChunkTask, batch_rows: int) -> Iterator[tuple[int, pa.StringArray]]:
     chunk, attempt = task.chunk, task.attempt
     first_row = chunk.first_row
     for batch in read_batches(chunk.table_path, batch_rows=batch_rows, row_groups=chunk.row_groups):
         yield first_row, encode_lines(batch, first_row, attempt.id_prefix, attempt.token)
         first_row += batch.num_rows
+
+
+def use_system_allocator() -> None:
+    """Arrow allocates through the C library's malloc in this process, not its bundled mimalloc.
+
+    mimalloc keeps freed pages for reuse, so each chunk step held ~25 MB more private memory for
+    the same work: 4 chunk steps at 1M rows, tree PSS 828 -> 720 MB with the forkserver and the
+    steps on malloc from their start (orchestration/step_allocator.py), 748 MB when only the
+    steps switch (here: a spawned step); encoding and building flow_table as fast
+    (bench/RESULTS.md, session 4).
+    """
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 PROGRESS_EVERY_S = 5.0
@@ -135,6 +147,7 @@ def index_chunk(
     when given, is called with the chunk's progress every PROGRESS_EVERY_S seconds.
     """
     started = time.monotonic()
+    use_system_allocator()  # forked steps start on it (orchestration/step_allocator.py); spawned ones not
     bucket = task.attempt.bucket
     check_index_health(client, url, bucket, f"loading {task.chunk.key} into {task.attempt.alias}")
     # through the attempt's alias, which must exist: a removed attempt is refused, never auto-created

@@ -54,7 +54,14 @@ def flows_executor(config: dict) -> dict:
         "max_concurrent": config["max_concurrent"],
         "tag_concurrency_limits": [{"key": ES_BULK_TAG, "value": "true", "limit": config["es_bulk_steps"]}],
         "start_method": (
-            {"forkserver": {"preload_modules": ["flows_pipeline.orchestration.step_preload"]}}
+            {
+                "forkserver": {
+                    "preload_modules": [
+                        "flows_pipeline.orchestration.step_allocator",  # first: before Arrow loads
+                        "flows_pipeline.orchestration.step_preload",
+                    ]
+                }
+            }
             if config["start_method"] == "forkserver"
             else {"spawn": {}}
         ),

@@ -76,6 +76,42 @@ def test_timestamps_are_encoded_like_strftime(millis):
     assert encoded == [None if e is None else '"' + e.replace("+00:00", "Z") + '"' for e in expected]
 
 
+@given(
+    st.integers(-(10**13), 253402300799999 - 3 * 3_600_000),
+    st.lists(st.integers(0, 3 * 3_600_000), min_size=1, max_size=200),
+)
+def test_timestamps_of_a_few_hours_are_looked_up_like_strftime(start, offsets):
+    # a batch's timestamps within a few hours take the look-up tables, not the arithmetic
+    millis = [start + offset for offset in offsets]
+    column = pa.array(millis, pa.timestamp("ms", tz="UTC"))
+    expected = [
+        '"' + (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=m)).isoformat(timespec="milliseconds") + '"'
+        for m in millis
+    ]
+    assert _json_value(column).to_pylist() == [e.replace("+00:00", "Z") for e in expected]
+
+
+def test_a_column_of_one_value_is_written_like_any_other():
+    batch = flows(300)
+    constant = batch.set_column(
+        batch.schema.get_field_index("network.bytes"), "network.bytes", pa.array([1500] * 300, pa.int64())
+    )
+    varying = constant.set_column(
+        constant.schema.get_field_index("network.bytes"),
+        "network.bytes",
+        pa.array([1500] * 299 + [1501], pa.int64()),
+    )
+    constant_docs = [
+        orjson.loads(line.split("\n")[1]) for line in encode_lines(constant, 0, ID_PREFIX, ATTEMPT).to_pylist()
+    ]
+    varying_docs = [
+        orjson.loads(line.split("\n")[1]) for line in encode_lines(varying, 0, ID_PREFIX, ATTEMPT).to_pylist()
+    ]
+    assert [d["network.bytes"] for d in constant_docs] == [1500] * 300
+    assert constant_docs[:299] == varying_docs[:299]
+    assert list(constant_docs[0]) == list(varying_docs[0])  # the same fields in the same order
+
+
 def test_bodies_span_read_batches_so_small_batches_still_fill_requests():
     batch = flows(3000)
     encoded = [(i, encode_lines(batch.slice(i, 50), i, ID_PREFIX, ATTEMPT)) for i in range(0, 3000, 50)]
