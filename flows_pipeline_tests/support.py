@@ -18,14 +18,9 @@ from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.connection import ConnectionSettings
 from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.index_lifecycle import bucket_mappings
-from flows_pipeline.orchestration.assets.flow_index import flow_index
-from flows_pipeline.orchestration.assets.flow_summary import flow_summary
-from flows_pipeline.orchestration.assets.flow_table import flow_table
-from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource, resolved_resources
 
 PROJECT = Path(__file__).resolve().parent.parent
-ASSETS = [raw_flows, flow_table, flow_index, flow_summary]  # those of flows_pipeline.definitions
 ES_URL = os.environ.get("ES_URL", f"http://127.0.0.1:{os.environ.get('ES_PORT', '9200')}")
 
 
@@ -91,13 +86,17 @@ class Project:
         at a time; a step's RetryPolicy is honoured the same way), this project's instance and
         event log, and the resources the environment would give the CLI. `es_bulk_steps` stands
         for the multiprocess executor's setting of that name, which sets the number of chunks."""
+        # imported here: the code location loads the whole project, which the memory-limited child
+        # of test_memory_bound, importing this module, does not need
+        from flows_pipeline.definitions import defs
+
         env = {**self.env, **(extra_env or {})}
         with mock.patch.dict(os.environ, env):  # what the resources' EnvVars read
             resources = resolved_resources(env)
         run_config = {"execution": {"config": {"es_bulk_steps": es_bulk_steps}}} if es_bulk_steps else None
         with self.instance() as instance:
             return materialize(
-                ASSETS,
+                list(defs.assets),  # as the code location declares them, before it binds its resources
                 selection=None if select == "*" else select.split(","),
                 partition_key=partition,
                 resources=resources,
