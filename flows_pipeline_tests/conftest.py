@@ -31,6 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
         if (NEEDS_ELASTICSEARCH | NEEDS_CLUSTER) & fixtures or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
+    # The 3-node cluster's tests (two modules) run one after the other, where the first of them is:
+    # otherwise the three idle JVMs would share the 2 cores with every module in between.
+    users = [item for item in items if "three_node_cluster" in getattr(item, "fixturenames", ())]
+    if users:
+        first = items.index(users[0])
+        rest = [item for item in items if item not in users]
+        items[:] = rest[:first] + users + rest[first:]
 
 
 @pytest.fixture(scope="session")
