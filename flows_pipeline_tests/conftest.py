@@ -16,10 +16,11 @@ from elasticsearch import Elasticsearch
 
 from flows_pipeline.errors import FlowsError
 from flows_pipeline.es.connection import connect
+from flows_pipeline_tests.nodes import ThreeNodes
 from flows_pipeline_tests.support import Project, connection_settings, make_project
 
 NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "dagster_ui"})
-NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "other_major_node"})
+NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,6 +31,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
         if (NEEDS_ELASTICSEARCH | NEEDS_CLUSTER) & fixtures or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
+    # The 3-node cluster's tests (two modules) run one after the other, where the first of them is:
+    # otherwise the three idle JVMs would share the 2 cores with every module in between.
+    users = [item for item in items if "three_node_cluster" in getattr(item, "fixturenames", ())]
+    if users:
+        first = items.index(users[0])
+        rest = [item for item in items if item not in users]
+        items[:] = rest[:first] + users + rest[first:]
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +60,33 @@ def index_prefix(es_client: Elasticsearch):
 @pytest.fixture
 def project(tmp_path: Path, index_prefix: str) -> Project:
     return make_project(tmp_path, index_prefix)
+
+
+_LAST_THREE_NODE_TEST: list[pytest.Item] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    users = [item for item in session.items if "three_node_cluster" in getattr(item, "fixturenames", ())]
+    _LAST_THREE_NODE_TEST[:] = users[-1:]
+
+
+@pytest.fixture(scope="session")
+def three_node_cluster(request: pytest.FixtureRequest) -> ThreeNodes:
+    """scripts/es.sh's 3-node cluster, started once for every test that needs it."""
+    cluster = ThreeNodes()
+    request.addfinalizer(cluster.down)
+    return cluster
+
+
+@pytest.fixture
+def three_nodes(three_node_cluster: ThreeNodes) -> ThreeNodes:
+    """The 3-node cluster with three live nodes, green, and none of the state earlier tests left."""
+    three_node_cluster.ready()
+    return three_node_cluster
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    # the three nodes are stopped as soon as no later test needs them, not at the session's end:
+    # the extra nodes of other modules (and the suite's own load) then have the machine's cores
+    if item in _LAST_THREE_NODE_TEST and "three_node_cluster" in getattr(item, "funcargs", {}):
+        item.funcargs["three_node_cluster"].down()

@@ -11,16 +11,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import requests
-from dagster import DagsterEventType, DagsterInstance
+from dagster import DagsterEventType, DagsterInstance, ExecuteInProcessResult, materialize
 from elasticsearch import Elasticsearch
 
 from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.connection import ConnectionSettings
 from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.index_lifecycle import bucket_mappings
-from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource
+from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource, resolved_resources
 
 PROJECT = Path(__file__).resolve().parent.parent
 ES_URL = os.environ.get("ES_URL", f"http://127.0.0.1:{os.environ.get('ES_PORT', '9200')}")
@@ -81,6 +82,32 @@ class Project:
             timeout=600,
         )
 
+    def materialize_in_process(
+        self, partition: str, *, select: str = "*", extra_env=None, es_bulk_steps: int | None = None
+    ) -> ExecuteInProcessResult:
+        """The same run as `materialize`, in this process: Dagster's in-process executor (one step
+        at a time; a step's RetryPolicy is honoured the same way), this project's instance and
+        event log, and the resources the environment would give the CLI. `es_bulk_steps` stands
+        for the multiprocess executor's setting of that name, which sets the number of chunks."""
+        # imported here: the code location loads the whole project, which the memory-limited child
+        # of test_memory_bound, importing this module, does not need
+        from flows_pipeline.definitions import defs
+
+        env = {**self.env, **(extra_env or {})}
+        with mock.patch.dict(os.environ, env):  # what the resources' EnvVars read
+            resources = resolved_resources(env)
+        run_config = {"execution": {"config": {"es_bulk_steps": es_bulk_steps}}} if es_bulk_steps else None
+        with self.instance() as instance:
+            return materialize(
+                list(defs.assets),  # as the code location declares them, before it binds its resources
+                selection=None if select == "*" else select.split(","),
+                partition_key=partition,
+                resources=resources,
+                instance=instance,
+                run_config=run_config,
+                raise_on_error=False,
+            )
+
     def instance(self) -> DagsterInstance:
         return DagsterInstance.from_config(str(self.home))
 
@@ -102,6 +129,12 @@ class Project:
                 elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
                     intervals[event.step_key] = (starts[event.step_key], entry.timestamp)
         return intervals
+
+
+def step_failures(result: ExecuteInProcessResult) -> str:
+    """Every failed step's error of an in-process run, with its causes: what the CLI would print."""
+    failed = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    return "\n".join(e.step_failure_data.error.to_string() for e in failed if e.step_failure_data.error)
 
 
 def max_overlap(intervals) -> int:

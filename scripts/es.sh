@@ -127,7 +127,7 @@ stop_pid_file() {  # $1 = pid file, $2 = name in messages; SIGTERM, SIGKILL afte
     echo "es.sh: $2 not running"; rm -f "$1"; return
   fi
   kill "$pid"
-  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || { echo "es.sh: $2 stopped (pid $pid)"; rm -f "$1"; return; }; sleep 1; done
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || { echo "es.sh: $2 stopped (pid $pid)"; rm -f "$1"; return; }; sleep 0.2; done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$1"
   echo "es.sh: $2 killed (pid $pid) after 60 s"
@@ -331,6 +331,9 @@ transport.port: $((t + n - 1))
 discovery.seed_hosts: ["127.0.0.1:$t", "127.0.0.1:$((t + 1))", "127.0.0.1:$((t + 2))"]
 cluster.initial_master_nodes: ["n1", "n2", "n3"]
 xpack.security.enabled: false
+# the shortest interval (default 30s) at which the master reads the nodes' disks: the disk watermark
+# test enables the threshold and waits for the flood-stage block, which comes at the next read
+cluster.info.update.interval: 10s
 YML
   launch "$ES_HOME" "$dir" "$TEST_HEAP" "$java"
   echo "es.sh: n$n started (pid $(cat "$dir/es.pid")) at $(cluster_http "$n")"
@@ -358,7 +361,11 @@ cluster_up() {  # a fresh cluster: the tests kill nodes and change its settings
   exit 1
 }
 
-cluster_down() { for n in 1 2 3; do stop_pid_file "$CLUSTER_DIR/n$n/es.pid" "n$n"; done; }
+cluster_down() {  # the three at once: each takes seconds to shut down
+  local jobs=() job
+  for n in 1 2 3; do stop_pid_file "$CLUSTER_DIR/n$n/es.pid" "n$n" & jobs+=("$!"); done
+  for job in "${jobs[@]}"; do wait "$job"; done
+}
 
 cluster_kill9() {
   local n="${1:?node number 1..3}" pid

@@ -1,12 +1,11 @@
 """States of the cluster that no resend heals, named before anything is created or as soon as a
 load meets them: unassignable replicas, shard limits, primaries that cannot start, the disk
-watermarks, a primary lost with its node. Against the local node where it can show them, and a
-3-node cluster of this test's own (marker `cluster`) where it cannot."""
+watermarks, a primary lost with its node. Against the local node where it can show them, and the
+suite's 3-node cluster (scripts/es.sh; marker `cluster`) where it cannot."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -22,11 +21,9 @@ from flows_pipeline.es.cluster_health import (
 )
 from flows_pipeline.es.connection import connect
 from flows_pipeline_tests.es.test_bulk_sender import numbered_body
-from flows_pipeline_tests.es_nodes import StartedNode, kill_node, start_nodes, stop_nodes
 from flows_pipeline_tests.fault_proxy import FaultProxy
+from flows_pipeline_tests.nodes import ThreeNodes
 from flows_pipeline_tests.support import ES_URL, bulk_retry, connection_settings
-
-THREE_NODE_PORTS = [9315, 9316, 9317]  # HTTP; transport +100
 
 
 def test_replicas_that_no_node_can_hold_are_refused_before_anything_is_created(es_client, index_prefix):
@@ -65,18 +62,8 @@ def test_an_index_whose_primary_cannot_start_is_explained_by_the_allocation_deci
     )
 
 
-@pytest.fixture(scope="module")
-def three_nodes() -> Iterator[list[StartedNode]]:
-    nodes = start_nodes("9.2.8", THREE_NODE_PORTS)
-    try:
-        yield nodes
-    finally:
-        stop_nodes(nodes)
-
-
-@pytest.mark.cluster
-def test_past_the_disk_watermarks_nothing_is_created_and_writes_name_the_node(three_nodes):
-    url = three_nodes[0].url
+def test_past_the_disk_watermarks_nothing_is_created_and_writes_name_the_node(three_nodes: ThreeNodes):
+    url = three_nodes.node("n1").url
     client = connect(connection_settings(url))
     client.indices.create(index="probe", settings={"number_of_shards": 1, "number_of_replicas": 0})
     # every node past every watermark, as a full disk would be (the flood-red-attempt case's settings)
@@ -120,9 +107,8 @@ def test_past_the_disk_watermarks_nothing_is_created_and_writes_name_the_node(th
         client.indices.delete(index="probe,attempt", ignore_unavailable=True)
 
 
-@pytest.mark.cluster
-def test_a_lost_primary_fails_the_load_at_once_naming_the_red_index_and_its_node(three_nodes):
-    entry = three_nodes[0]  # the node the client talks to holds no shard, so it is never the one killed
+def test_a_lost_primary_fails_the_load_at_once_naming_the_red_index_and_its_node(three_nodes: ThreeNodes):
+    entry = three_nodes.node("n1")  # the node the client talks to holds no shard, so it is never the one killed
     client = connect(connection_settings(entry.url))
     client.indices.create(
         index="lost",
@@ -134,7 +120,7 @@ def test_a_lost_primary_fails_the_load_at_once_naming_the_red_index_and_its_node
     sender = BulkSender(client, "lost", 1, _quick_shard_wait(), known_nodes=known)
     assert sender.send(numbered_body(0, 10)).indexed == 10
 
-    kill_node(next(node for node in three_nodes if node.name == holder))
+    three_nodes.kill(holder)
     with FaultProxy(entry.url, "/_bulk", []) as proxy:
         started = time.monotonic()
         proxied = BulkSender(connect(connection_settings(proxy.url)), "lost", 1, _quick_shard_wait(), known_nodes=known)

@@ -8,26 +8,20 @@ import subprocess
 import time
 import uuid
 
-import pytest
 from elasticsearch import Elasticsearch
 
 from flows_pipeline.hour import hour_of
-from flows_pipeline_tests.nodes import es_sh, three_nodes_up
+from flows_pipeline_tests.nodes import ThreeNodes
 from flows_pipeline_tests.support import indexing_started, make_project
 
 PARTITION = "2021-10-28-11:00"
 ROWS = 30_000
 
 
-@pytest.fixture(scope="module")
-def three_nodes():
-    urls = three_nodes_up()
-    yield urls
-    es_sh("cluster-down")
-
-
-def test_killing_the_first_named_node_mid_load_leaves_the_hour_exact_and_the_cluster_green(tmp_path, three_nodes):
-    survivor = Elasticsearch(three_nodes[1:])  # n2, n3; three_nodes[0] is n1, the victim
+def test_killing_the_first_named_node_mid_load_leaves_the_hour_exact_and_the_cluster_green(
+    tmp_path, three_nodes: ThreeNodes
+):
+    survivor = Elasticsearch(three_nodes.urls[1:])  # n2, n3; n1 is the victim
     # The victim holds no shard copy: it stands for the node a client happens to talk to. (A node
     # holding the attempt index's only copy is the lost-primary case: the run fails, see issue 13.)
     survivor.cluster.put_settings(persistent={"cluster.routing.allocation.exclude._name": "n1"})
@@ -37,7 +31,7 @@ def test_killing_the_first_named_node_mid_load_leaves_the_hour_exact_and_the_clu
     project = make_project(tmp_path, prefix)
     env = {
         **project.env,
-        "ES_URL": ",".join(three_nodes),
+        "ES_URL": ",".join(three_nodes.urls),
         "FLOWS_INDEX_REPLICAS": "1",
         "FLOWS_SYNTHETIC_ROWS": str(ROWS),
         "FLOWS_ROW_GROUP_ROWS": "5000",
@@ -55,7 +49,7 @@ def test_killing_the_first_named_node_mid_load_leaves_the_hour_exact_and_the_clu
                 break
             time.sleep(0.05)
         assert run.poll() is None, "the load ended before n1 could be killed"
-        es_sh("cluster-kill9", "1")
+        three_nodes.kill("n1")
         log, _ = run.communicate(timeout=300)
     finally:
         run.kill()

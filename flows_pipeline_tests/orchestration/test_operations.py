@@ -4,9 +4,7 @@ The instance config is the one the project ships (dagster_home/dagster.yaml): th
 that its cross-run limits hold while a backfill of many hours runs.
 """
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -43,37 +41,25 @@ query Status($id: String!) {
 
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory, index_prefix):
-    """`dagster dev` (webserver and daemon) on the project's workspace and shipped instance config."""
+    """`make ui`'s `dagster dev` (webserver and daemon, through scripts/ui.py) on the project's
+    workspace and shipped instance config."""
     project = make_project(tmp_path_factory.mktemp("ui"), index_prefix)
     port = free_port()
     log = open(project.home / "dagster-dev.log", "w")  # noqa: SIM115 - open for the fixture's whole life
     server = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [sys.executable, "scripts/ui.py", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT,
         env=project.env,
         stdout=log,
         stderr=subprocess.STDOUT,
-        start_new_session=True,  # its webserver, daemon and code server go down together
     )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_dagster_ui(url, server, log=project.home / "dagster-dev.log")
         yield project, url
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        server.terminate()  # the wrapper stops dagster dev's whole group within 10 s (test_ui_stops.py)
+        server.wait(timeout=30)
         log.close()
 
 

@@ -38,6 +38,10 @@ def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(
     first = hour_of("2021-10-28-03:00").start
     hours = [Hour(first + timedelta(days=d)) for d in range(DAYS)]
 
+    ensure_summary_index(es_client, layout.summary_index, replicas=0)
+    # summary documents are written and deleted with refresh=wait_for: at the index's default 1 s refresh
+    # interval that waited ~0.5 s twice a day of the season (half the test's time); what is kept is the same
+    es_client.indices.put_settings(index=layout.summary_index, settings={"refresh_interval": "50ms"})
     with max_shards_per_node(es_client, open_shards(es_client) + RETENTION + 4):  # 60 day buckets would not fit
         for day, hour in enumerate(hours):
             load_and_publish(es_client, layout, hour, f"ret{day:05d}")

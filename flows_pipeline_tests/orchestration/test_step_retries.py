@@ -1,7 +1,9 @@
 """Terminal refusals end a step at its first attempt; transient ones are retried until they clear.
 
 The cluster's answers are injected by the fault proxy in front of the real node, on the bulk
-requests of a real `dagster asset materialize` run.
+requests of a real run of the assets, in process: the retry decisions (the step's RetryPolicy, a
+Failure that allows no retries) are Dagster's step execution's, the same in every executor
+(a step killed with its process is test_chunk_retry's case, through the CLI).
 """
 
 import pytest
@@ -9,7 +11,7 @@ from dagster import DagsterEventType
 
 from flows_pipeline.hour import hour_of
 from flows_pipeline_tests.fault_proxy import FaultProxy
-from flows_pipeline_tests.support import ES_URL
+from flows_pipeline_tests.support import ES_URL, step_failures
 
 PARTITION = "2021-10-28-20:00"  # an hour no other test publishes (test_operations backfills 10-17)
 
@@ -30,8 +32,8 @@ def hour_with_a_table(project):
         "FLOWS_BULK_MAX_DOCS": "500",
         "FLOWS_BULK_IN_FLIGHT": "1",
     }
-    done = project.materialize(PARTITION, select="raw_flows,flow_table")
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = project.materialize_in_process(PARTITION, select="raw_flows,flow_table")
+    assert done.success, step_failures(done)
     return project
 
 
@@ -45,15 +47,15 @@ def hour_with_a_table(project):
 def test_a_terminal_refusal_is_sent_once_and_fails_the_step_at_once(hour_with_a_table, es_client, status, reason):
     project = hour_with_a_table
     with FaultProxy(ES_URL, "/_bulk", [status]) as proxy:
-        done = project.materialize(
-            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, config_json=ONE_CHUNK_STEP
+        done = project.materialize_in_process(
+            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, es_bulk_steps=1
         )
 
-    assert done.returncode != 0
+    assert not done.success
     assert proxy.injected == [status]
     first_ids = proxy.ids[0]
     assert sum(ids == first_ids for ids in proxy.ids) == 1, "the refused body was sent again"
-    chunks = step_events(project, project.latest_run_id(), "flow_index.index_chunk[")
+    chunks = step_events(project, done.run_id, "flow_index.index_chunk[")
     starts = [e for e in chunks if e.event_type == DagsterEventType.STEP_START]
     assert len(starts) == len({e.step_key for e in starts}), "a chunk step was attempted twice"
     assert not [e for e in chunks if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
@@ -68,17 +70,14 @@ def test_a_terminal_refusal_is_sent_once_and_fails_the_step_at_once(hour_with_a_
 def test_a_503_is_retried_and_the_hour_loads_exactly_when_it_clears(hour_with_a_table, es_client):
     project = hour_with_a_table
     with FaultProxy(ES_URL, "/_bulk", [503, 503]) as proxy:
-        done = project.materialize(
-            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, config_json=ONE_CHUNK_STEP
+        done = project.materialize_in_process(
+            PARTITION, select="flow_index", extra_env={"ES_URL": proxy.url}, es_bulk_steps=1
         )
 
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.success, step_failures(done)
     assert proxy.injected == [503, 503]
     assert proxy.ids[0] == proxy.ids[1] == proxy.ids[2]  # the first body: answered 503 twice, then sent again
     assert proxy.ids.count(proxy.ids[0]) == 3
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(PARTITION).label}"
     es_client.indices.refresh(index=alias)
     assert es_client.count(index=alias)["count"] == 3000
-
-
-ONE_CHUNK_STEP = '{"execution": {"config": {"es_bulk_steps": 1, "max_concurrent": 1}}}'

@@ -1,10 +1,14 @@
-"""GoFlow2 JSON lines and CSV files through the whole pipeline: good rows indexed, bad ones quarantined."""
+"""GoFlow2 JSON lines and CSV files through the whole pipeline: good rows indexed, bad ones quarantined.
+
+The hours run in process (the code location's assets and resources, Dagster's in-process
+executor): what is tested is how the files are read, not the CLI (test_pipeline's)."""
 
 import json
 
 import pyarrow.parquet as pq
 
 from flows_pipeline.hour import hour_of
+from flows_pipeline_tests.support import step_failures
 
 HOUR = "2021-10-28-03:00"
 T0 = hour_of(HOUR).start_ms * 1_000_000
@@ -45,8 +49,8 @@ def test_goflow2_lines_are_indexed_and_bad_ones_quarantined_with_file_and_line(p
     (root / "goflow2-202110280330.jsonl").write_text("\n".join(good[30:]) + "\n")
     (root / "goflow2-202110280310.jsonl.current").write_text(goflow2(99) + "\n")  # still being written
 
-    done = project.materialize(HOUR, extra_env={"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root)})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = project.materialize_in_process(HOUR, extra_env={"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root)})
+    assert done.success, step_failures(done)
 
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(HOUR).label}"
     assert es_client.count(index=alias)["count"] == 50
@@ -73,8 +77,8 @@ def test_csv_files_with_the_documented_header_are_indexed(project, es_client, tm
     ]
     (root / "flows-202110280300.csv").write_text("\n".join([header, *rows, "1,2,3"]) + "\n")
 
-    done = project.materialize(HOUR, extra_env={"FLOWS_SOURCE": "csv", "FLOWS_SOURCE_ROOT": str(root)})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = project.materialize_in_process(HOUR, extra_env={"FLOWS_SOURCE": "csv", "FLOWS_SOURCE_ROOT": str(root)})
+    assert done.success, step_failures(done)
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(HOUR).label}"
     total = es_client.search(index=alias, size=0, aggs={"bytes": {"sum": {"field": "network.bytes"}}})
     assert total["hits"]["total"]["value"] == 20
@@ -104,8 +108,8 @@ def test_collector_oddities_are_quarantined_by_kind_and_the_rest_indexed_with_wh
     (root / "goflow2-202110280305.jsonl").write_text("\n".join([*ordinary, *mapped, icmp, *odd]) + "\n")
 
     env = {"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root), "FLOWS_COMMUNITY_ID": "true"}
-    done = project.materialize(HOUR, extra_env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = project.materialize_in_process(HOUR, extra_env=env)
+    assert done.success, step_failures(done)
 
     assert [q["reason"].split(" (")[0] for q in quarantine_of(project, HOUR)] == [
         "time_flow_start_ns: 0",

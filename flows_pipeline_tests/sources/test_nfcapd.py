@@ -1,4 +1,7 @@
-"""nfcapd files made by nfdump's own nfpcapd, read by the pipeline, checked against nfdump itself."""
+"""nfcapd files made by nfdump's own nfpcapd, read by the pipeline, checked against nfdump itself.
+
+The hours run in process (the assets and resources of the code location, Dagster's in-process
+executor): what is tested is how the source is read, not the CLI (test_pipeline's)."""
 
 import re
 import shutil
@@ -17,6 +20,7 @@ from flows_pipeline.hour import hour_of
 from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.sources.source_reader import _batches
 from flows_pipeline_tests.pcap_writer import Packet, write_pcap
+from flows_pipeline_tests.support import step_failures
 
 T0 = hour_of("2021-10-28-03:00").start.timestamp()
 NFDUMP_ENV = {"TZ": "UTC", "PATH": "/usr/bin:/bin"}
@@ -121,15 +125,15 @@ def test_an_hour_of_nfcapd_files_matches_what_nfdump_reports(project, es_client,
     expected = nfdump_flows_by_hour(nfcapd_root)
     assert expected["2021-10-28-03:00"][0] == 41  # 40 flows and the one filed after its hour
 
-    done = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, nfcapd_root))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert done.success, step_failures(done)
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-03:00').label}"
     assert es_totals(es_client, alias) == expected["2021-10-28-03:00"]
     assert es_client.count(index=alias, query={"term": {"source.ip": "10.0.0.99"}})["count"] == 1  # the late one
 
     # the 04:00 hour reads the late flow's file too, and counts it as another hour's, not as bad data:
-    done = project.materialize("2021-10-28-04:00", extra_env=nfcapd_env(project, nfcapd_root))
-    assert done.returncode == 0, done.stdout[-3000:]
+    done = project.materialize_in_process("2021-10-28-04:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert done.success, step_failures(done)
     table = latest_metadata(project, "flow_table")
     # the 03:59:50 flow filed at 04:10, and the 05:01 flow of a file read within the lag
     assert (table["quarantined"], table["outside_hour"]) == (0, 2)
@@ -145,10 +149,10 @@ def test_a_flow_arriving_after_the_lag_is_left_to_a_later_rerun(project, es_clie
     late_file = file_holding(nfcapd_root, "10.0.0.99")
     lag_minutes = 1  # shorter than the late file's distance from 04:00
     assert late_file.name > "nfcapd.202110280400"
-    done = project.materialize(
+    done = project.materialize_in_process(
         "2021-10-28-03:00", extra_env=nfcapd_env(project, nfcapd_root, FLOWS_SOURCE_LAG_MINUTES=str(lag_minutes))
     )
-    assert done.returncode == 0, done.stdout[-3000:]
+    assert done.success, step_failures(done)
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-03:00').label}"
     assert es_client.count(index=alias)["count"] == 40
 
@@ -161,25 +165,27 @@ def test_a_truncated_file_fails_the_run_naming_it_or_is_skipped_when_configured(
     victim = sorted(p for p in root.rglob("nfcapd.20211028031*"))[0]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
 
-    failed = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
-    assert failed.returncode != 0
-    assert f"flow file {victim} is unreadable" in failed.stdout + failed.stderr
+    failed = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
+    assert not failed.success
+    assert f"flow file {victim} is unreadable" in step_failures(failed)
 
-    skipped = project.materialize("2021-10-28-03:00", extra_env=nfcapd_env(project, root, FLOWS_BAD_FILES="skip"))
-    assert skipped.returncode == 0, skipped.stdout[-3000:]
+    skipped = project.materialize_in_process(
+        "2021-10-28-03:00", extra_env=nfcapd_env(project, root, FLOWS_BAD_FILES="skip")
+    )
+    assert skipped.success, step_failures(skipped)
     raw = latest_metadata(project, "raw_flows")
     assert raw["files_skipped"] == 1 and str(victim) in raw["skipped_files"]
 
 
 def test_an_hour_without_files_fails_clearly_or_indexes_empty_when_configured(project, es_client, nfcapd_root):
-    failed = project.materialize("2021-10-28-09:00", extra_env=nfcapd_env(project, nfcapd_root))
-    assert failed.returncode != 0
-    assert "no nfcapd files for hour 2021-10-28-09:00" in failed.stdout + failed.stderr
+    failed = project.materialize_in_process("2021-10-28-09:00", extra_env=nfcapd_env(project, nfcapd_root))
+    assert not failed.success
+    assert "no nfcapd files for hour 2021-10-28-09:00" in step_failures(failed)
 
-    empty = project.materialize(
+    empty = project.materialize_in_process(
         "2021-10-28-09:00", extra_env=nfcapd_env(project, nfcapd_root, FLOWS_EMPTY_HOUR="empty")
     )
-    assert empty.returncode == 0, empty.stdout[-3000:]
+    assert empty.success, step_failures(empty)
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-09:00').label}"
     assert es_client.count(index=alias)["count"] == 0
 
