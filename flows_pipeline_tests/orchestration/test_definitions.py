@@ -15,7 +15,7 @@ from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline.orchestration.concurrency import DEFAULT_MAX_CONCURRENT
 from flows_pipeline.orchestration.freshness import publication_deadline
 from flows_pipeline.orchestration.jobs import build_hourly_schedule
-from flows_pipeline.orchestration.resources import resources_from_env
+from flows_pipeline.orchestration.resources import freshness_margin_minutes, resources_from_env, source_lag_minutes
 from flows_pipeline.orchestration.schedule_lag import SCHEDULE_LAG_TAG, check_schedule_lag
 from flows_pipeline.sources.source_reader import FILE_FORMATS, SOURCE_KINDS
 
@@ -184,3 +184,9 @@ def test_descriptions_name_the_configured_prefix():
 def test_the_demo_and_the_ui_test_use_the_most_recent_closed_hours():
     now = datetime(2026, 11, 29, 0, 20, tzinfo=UTC)
     assert recent_closed_hours(now, 3) == ["2026-11-28-21:00", "2026-11-28-22:00", "2026-11-28-23:00"]
+
+
+@pytest.mark.parametrize("variable", ["FLOWS_SOURCE_LAG_MINUTES", "FLOWS_FRESHNESS_MARGIN_MINUTES"])
+def test_minutes_that_are_not_whole_minutes_fail_naming_the_variable(variable):
+    with pytest.raises(ConfigurationError, match=f"{variable}='15m': expected whole minutes"):
+        (source_lag_minutes if "LAG" in variable else freshness_margin_minutes)({variable: "15m"})
