@@ -190,6 +190,9 @@ def _pipeline(planned: PlannedRun, data: Dataset, settings: Settings, run_id: st
         "ES_PORT": str(settings.node.port),
         "FLOWS_STORAGE_ROOT": str(data.storage_root),
         "FLOWS_INDEX_PREFIX": prefix,
+        # N steps with one request each: N in flight, as every other method at concurrency N (with
+        # the default 2 a step, twice the ceiling's; request_concurrency.py, RESULTS.md session 5)
+        "FLOWS_BULK_IN_FLIGHT": "1",
     }
     env |= settings.pipeline_env  # e.g. FLOWS_MAX_ROW_GROUPS_PER_CHUNK, FLOWS_BULK_MAX_BYTES (resources.py)
     argv = [

@@ -161,7 +161,13 @@ class FlowsElasticsearch(ConfigurableResource):
     replicas: int = Field(default=0, description="Replicas of every bucket index (FLOWS_INDEX_REPLICAS).")
     bulk_max_bytes: int = Field(default=5 * 1024 * 1024, description="Cap of one bulk request body, bytes.")
     bulk_max_docs: int = Field(default=10_000, description="Cap of documents in one bulk request.")
-    max_in_flight: int = Field(default=2, description="Bulk requests one index_chunk step has in flight at once.")
+    max_in_flight: int = Field(
+        default=2,
+        description=(
+            "Bulk requests one index_chunk step has in flight at once; the cluster sees this times the "
+            "chunk steps loading at once: about two per data node core (README, Concurrency)."
+        ),
+    )
     max_retries: int = Field(
         default=8, description="Resends of a body refused for a transient reason, or of its throttled items."
     )
