@@ -219,7 +219,8 @@ def _pipeline(planned: PlannedRun, data: Dataset, settings: Settings, run_id: st
         dagster_home=home,
         workers=WORKERS_DAGSTER_STEPS,
         notes=f"start_method {executor.get('start_method', 'forkserver')}, flows_es_bulk pool limit "
-        f"{planned.max_concurrent}, env {settings.pipeline_env or 'defaults'}",
+        f"{planned.max_concurrent}, FLOWS_BULK_IN_FLIGHT {env['FLOWS_BULK_IN_FLIGHT']}, "
+        f"env {settings.pipeline_env or 'defaults'}",
     )
 
 
