@@ -23,6 +23,10 @@ NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "dagste
 NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
 
 
+def _three_node_tests(items: list[pytest.Item]) -> list[pytest.Item]:
+    return [item for item in items if "three_node_cluster" in getattr(item, "fixturenames", ())]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
@@ -33,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.elasticsearch)
     # The 3-node cluster's tests (two modules) run one after the other, where the first of them is:
     # otherwise the three idle JVMs would share the 2 cores with every module in between.
-    users = [item for item in items if "three_node_cluster" in getattr(item, "fixturenames", ())]
+    users = _three_node_tests(items)
     if users:
         first = items.index(users[0])
         rest = [item for item in items if item not in users]
@@ -66,8 +70,7 @@ _LAST_THREE_NODE_TEST: list[pytest.Item] = []
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    users = [item for item in session.items if "three_node_cluster" in getattr(item, "fixturenames", ())]
-    _LAST_THREE_NODE_TEST[:] = users[-1:]
+    _LAST_THREE_NODE_TEST[:] = _three_node_tests(session.items)[-1:]
 
 
 @pytest.fixture(scope="session")
