@@ -26,14 +26,17 @@ import argparse
 import json
 import os
 import queue
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-import urllib3
 from benchlib.es_node import EsNode, create_index, delete_indices
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "methods"))  # the ceiling's own replayer, below
+from ceiling import Replayer
 
 PROJECT = Path(__file__).resolve().parent.parent
 WORK = PROJECT / "bench" / "work"
@@ -73,31 +76,24 @@ class Layout:
 
 
 def replay(url: str, index: str, bodies: Path, manifest: list[dict], layout: Layout) -> None:
-    http = urllib3.PoolManager(maxsize=layout.streams * layout.per_stream, timeout=urllib3.Timeout(total=300))
-    failures: list[str] = []
+    """Every body, each request as the ceiling sends it (methods/ceiling.py), by the layout's slots."""
+    replayer = Replayer(url, index, bodies, layout.streams * layout.per_stream)
 
     def slot(q: queue.Queue) -> None:
-        while not failures:
+        while not replayer.failed_items:
             try:
                 entry = q.get_nowait()
             except queue.Empty:
                 return
-            response = http.request(
-                "POST",
-                f"{url}/{index}/_bulk?filter_path=errors",  # as the ceiling and the pipeline's first try
-                body=(bodies / entry["file"]).read_bytes(),
-                headers={"Content-Type": "application/x-ndjson"},
-            )
-            if response.status != 200 or json.loads(response.data).get("errors"):
-                failures.append(f"{entry['file']}: HTTP {response.status} {response.data[:300]!r}")
+            replayer.post(entry)
 
     threads = [threading.Thread(target=slot, args=(q,)) for q in layout.queues(manifest)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if failures:
-        raise SystemExit(f"{layout}: {failures[0]}")
+    if replayer.failed_items:
+        raise SystemExit(f"{layout}: {replayer.failed_items} documents in failed bodies; first: {replayer.first_error}")
 
 
 def main() -> None:
