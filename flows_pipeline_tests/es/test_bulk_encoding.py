@@ -92,21 +92,16 @@ def test_timestamps_of_a_few_hours_are_looked_up_like_strftime(start, offsets):
 
 
 def test_a_column_of_one_value_is_written_like_any_other():
-    batch = flows(300)
-    constant = batch.set_column(
-        batch.schema.get_field_index("network.bytes"), "network.bytes", pa.array([1500] * 300, pa.int64())
-    )
-    varying = constant.set_column(
-        constant.schema.get_field_index("network.bytes"),
-        "network.bytes",
-        pa.array([1500] * 299 + [1501], pa.int64()),
-    )
-    constant_docs = [
-        orjson.loads(line.split("\n")[1]) for line in encode_lines(constant, 0, ID_PREFIX, ATTEMPT).to_pylist()
-    ]
-    varying_docs = [
-        orjson.loads(line.split("\n")[1]) for line in encode_lines(varying, 0, ID_PREFIX, ATTEMPT).to_pylist()
-    ]
+    def with_bytes(values: list[int]) -> pa.RecordBatch:
+        batch = flows(300)
+        column = batch.schema.get_field_index("network.bytes")
+        return batch.set_column(column, "network.bytes", pa.array(values, pa.int64()))
+
+    def documents(batch: pa.RecordBatch) -> list[dict]:
+        return [orjson.loads(line.split("\n")[1]) for line in encode_lines(batch, 0, ID_PREFIX, ATTEMPT).to_pylist()]
+
+    constant_docs = documents(with_bytes([1500] * 300))
+    varying_docs = documents(with_bytes([1500] * 299 + [1501]))
     assert [d["network.bytes"] for d in constant_docs] == [1500] * 300
     assert constant_docs[:299] == varying_docs[:299]
     assert list(constant_docs[0]) == list(varying_docs[0])  # the same fields in the same order
