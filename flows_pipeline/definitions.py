@@ -12,6 +12,7 @@ from flows_pipeline.orchestration.freshness import with_publication_deadline
 from flows_pipeline.orchestration.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
 from flows_pipeline.orchestration.resources import freshness_margin_minutes, resources_from_env, source_lag_minutes
 from flows_pipeline.orchestration.retention_job import flows_retention_job, flows_retention_schedule
+from flows_pipeline.orchestration.stale_runs import flows_dead_runs_sensor
 
 defs = Definitions(
     assets=[
@@ -22,6 +23,7 @@ defs = Definitions(
     ],
     jobs=[flows_hourly_job, flows_retention_job],
     schedules=[flows_hourly_schedule, flows_retention_schedule],
+    sensors=[flows_dead_runs_sensor],
     # also the executor of `dagster asset materialize` and of materializations from the UI
     executor=flows_executor,
     resources=resources_from_env(),

@@ -8,13 +8,16 @@ reached a finished status, and only from the daemon (`run_monitoring.free_slots_
 dagster/_daemon/monitoring/concurrency.py); the run launcher's worker health check is not
 implemented by the DefaultRunLauncher, and `dagster asset materialize` runs no daemon at all.
 
-So every load records where its orchestrating process runs (run tag RUN_PROCESS_TAG: host name,
-kernel boot id, pid and the process's start time), and before it claims slots it frees the slots
-of runs that hold some in the pool and whose recorded process is gone *from this host*. A run is
-judged only when its host name and boot id are this host's; a run of another host, or one that
-recorded nothing, is left alone with a warning naming the command that clears it by hand. A
-process counts as gone only when the pid does not exist, is a zombie, or is another process (its
-start time differs: the pid was reused). A process that exists but cannot be inspected is alive.
+So every run records where its orchestrating process runs as soon as its first step starts (run
+tag RUN_PROCESS_TAG: run id, host name, kernel boot id, pid and the process's start time). Before a
+load claims slots, and on every tick of the daemon's `flows_dead_runs` sensor, the runs in progress
+whose recorded process is gone *from this host* are marked failed and their slots freed: the pid
+does not exist, is a zombie, or is another process (its start time differs: the pid was reused),
+or the run was recorded on this host under an earlier boot (a reboot killed it; pids and start
+times of an earlier boot mean nothing now). A run of another host, or one that recorded nothing,
+is left alone with a warning naming the command that clears it by hand. A process that exists but
+cannot be inspected is alive. Marked failed, such a run is retried by the daemon's run retries or
+re-requested by the catch-up sensor (orchestration/catch_up.py) like any failed hour.
 
 By hand (Linux; DAGSTER_HOME set): `python -m flows_pipeline.orchestration.stale_runs RUN_ID`.
 """
@@ -31,7 +34,18 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, OpExecutionContext
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    OpExecutionContext,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
 from dagster._core.storage.dagster_run import FINISHED_STATUSES
 
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL
@@ -45,6 +59,7 @@ Log = logging.Logger | logging.LoggerAdapter
 class ProcessState(Enum):
     RUNNING = "running"
     GONE = "gone"
+    EARLIER_BOOT = "gone with an earlier boot of this host"
     OTHER_HOST = "on another host"
     NOT_RECORDED = "not recorded"
 
@@ -57,14 +72,16 @@ class RunProcess:
     boot_id: str
     pid: int
     start_ticks: int  # /proc/<pid>/stat field 22: clock ticks after boot; tells a reused pid apart
+    # the run that recorded it: a re-execution copies its parent's tags, and so a process it never had
+    run_id: str = ""
 
     @classmethod
-    def of(cls, pid: int) -> RunProcess | None:
+    def of(cls, pid: int, run_id: str = "") -> RunProcess | None:
         """The process `pid` of this host, or None when /proc cannot say (not Linux, no such pid)."""
         stat = _stat(pid)
         if stat is None or not BOOT_ID.exists():
             return None
-        return cls(socket.gethostname(), BOOT_ID.read_text().strip(), pid, stat[2])
+        return cls(socket.gethostname(), BOOT_ID.read_text().strip(), pid, stat[2], run_id)
 
     def to_tag(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -78,8 +95,10 @@ class RunProcess:
 
     def state(self) -> ProcessState:
         here = RunProcess.of(os.getpid())
-        if here is None or (self.host, self.boot_id) != (here.host, here.boot_id):
+        if here is None or self.host != here.host:
             return ProcessState.OTHER_HOST
+        if self.boot_id != here.boot_id:
+            return ProcessState.EARLIER_BOOT
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
@@ -118,14 +137,24 @@ def before_claiming_slots(context: OpExecutionContext) -> None:
     free_slots_of_dead_runs(context.instance, context.run_id, context.log)
 
 
+def recorded_process(run: DagsterRun | None) -> RunProcess | None:
+    """The process `run` recorded itself (None: nothing recorded, or a tag copied from a parent run)."""
+    process = RunProcess.from_tag(run.tags.get(RUN_PROCESS_TAG)) if run else None
+    return process if process and process.run_id in ("", run.run_id) else None
+
+
 def record_run_process(instance: DagsterInstance, run_id: str, log: Log) -> RunProcess | None:
     """Tag the run with its orchestrating process: the pid Dagster records on the run's latest
-    RUN_START event, checked to be an ancestor of this step process (so on this host)."""
+    RUN_START event, checked to be an ancestor of this step process (so on this host).
+    Every asset's first step calls it; the run's tags are written once."""
+    run = instance.get_run_by_id(run_id)
+    if (known := recorded_process(run)) is not None and known.run_id == run_id:
+        return known
     starts = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1, ascending=False)
     event = starts.records[0].event_log_entry.dagster_event if starts.records else None
     pid = event.pid if event else None
     in_this_tree = pid == os.getpid() or pid in _ancestors(os.getpid())  # in-process executor: the step is the run
-    process = RunProcess.of(pid) if pid and in_this_tree else None
+    process = RunProcess.of(pid, run_id) if pid and in_this_tree else None
     if process is None:
         log.warning(
             f"run {run_id}: its orchestrating process (pid {pid}) is not a process of this host that this step "
@@ -138,21 +167,25 @@ def record_run_process(instance: DagsterInstance, run_id: str, log: Log) -> RunP
 
 
 def free_slots_of_dead_runs(instance: DagsterInstance, own_run_id: str | None, log: Log) -> list[str]:
-    """Free the pool slots (claimed or assigned) of every run but the caller's own whose recorded
-    process is gone from this host; mark such a run failed, saying why. Returns the run ids freed."""
+    """Mark failed every run in progress but the caller's own whose recorded process is gone from
+    this host, saying why, and free the pool slots (claimed or assigned) it holds. Runs holding
+    slots that cannot be judged get a warning. Returns the run ids marked failed and freed."""
     pool = ES_BULK_POOL
     info = instance.event_log_storage.get_concurrency_info(pool)
     holders = {s.run_id for s in info.claimed_slots} | {p.run_id for p in info.pending_steps if p.assigned_timestamp}
+    # a run that died before its load holds no slot, but stays "in progress" until judged
+    in_progress = {r.run_id for r in instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))}
     freed = []
-    for run_id in sorted(holders - {own_run_id}):
+    for run_id in sorted((holders | in_progress) - {own_run_id}):
         run = instance.get_run_by_id(run_id)
-        process = RunProcess.from_tag(run.tags.get(RUN_PROCESS_TAG)) if run else None
+        process = recorded_process(run)
         state = process.state() if process else ProcessState.NOT_RECORDED
-        if state is ProcessState.GONE:
-            _fail_and_free(instance, run_id, f"its process (pid {process.pid} on {process.host}) is gone")
-            log.warning(f"freed the {pool} slots of run {run_id}: its process (pid {process.pid}) is gone")
+        if state in (ProcessState.GONE, ProcessState.EARLIER_BOOT):
+            why = f"its process (pid {process.pid} on {process.host}) is {state.value}"
+            _fail_and_free(instance, run_id, why)
+            log.warning(f"marked run {run_id} failed and freed its {pool} slots: {why}")
             freed.append(run_id)
-        elif state is not ProcessState.RUNNING:
+        elif state is not ProcessState.RUNNING and run_id in holders:
             log.warning(
                 f"run {run_id} holds {pool} slots and its process is {state.value}: this host cannot tell "
                 f"whether it still runs. If it does not, `{HAND_COMMAND} {run_id}` frees them"
@@ -173,11 +206,34 @@ def free_by_hand(instance: DagsterInstance, run_id: str) -> str:
     run = instance.get_run_by_id(run_id)
     if run is None:
         raise SystemExit(f"no run {run_id} in the instance at DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}")
-    process = RunProcess.from_tag(run.tags.get(RUN_PROCESS_TAG))
+    process = recorded_process(run)
     if process is not None and process.state() is ProcessState.RUNNING:
         raise SystemExit(f"run {run_id} still runs here (pid {process.pid}): its slots are in use, not stuck")
     _fail_and_free(instance, run_id, f"its slots were freed by hand (`{HAND_COMMAND} {run_id}`)")
     return f"run {run_id}: marked failed if it was not finished, and its pool slots freed"
+
+
+DEAD_RUNS_SENSOR_SECONDS = 60
+
+
+@sensor(
+    name="flows_dead_runs",
+    minimum_interval_seconds=DEAD_RUNS_SENSOR_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Each minute, marks failed the runs in progress whose process is gone from this host (killed, or "
+        f"lost with an earlier boot) and frees their {ES_BULK_POOL} slots: after a reboot the next hours do not "
+        "wait on the pool. Runs of other hosts are left alone (see the warning it logs)."
+    ),
+)
+def flows_dead_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
+    """Requests nothing: judges the runs in progress (free_slots_of_dead_runs) and says what it did."""
+    freed = free_slots_of_dead_runs(context.instance, None, context.log)
+    return SkipReason(
+        f"marked failed and freed {len(freed)} run(s) whose process is gone: {', '.join(freed)}"
+        if freed
+        else "no run in progress has lost its process"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus
+from dagster import DagsterEvent, DagsterEventType, DagsterInstance, DagsterRunStatus, build_sensor_context
 from dagster._core.test_utils import create_run_for_test
 
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL
@@ -23,6 +23,7 @@ from flows_pipeline.orchestration.stale_runs import (
     RUN_PROCESS_TAG,
     ProcessState,
     RunProcess,
+    flows_dead_runs_sensor,
     free_by_hand,
     free_slots_of_dead_runs,
     main,
@@ -80,7 +81,8 @@ def test_a_process_is_gone_only_when_its_pid_is_free_a_zombie_or_another_process
     assert _dead_process().state() is ProcessState.GONE
     assert replace(live, start_ticks=live.start_ticks - 1).state() is ProcessState.GONE  # the pid was reused
     assert replace(live, host="another-host").state() is ProcessState.OTHER_HOST
-    assert replace(live, boot_id="another-boot").state() is ProcessState.OTHER_HOST
+    # recorded on this host before a reboot: whatever runs under that pid now is another process
+    assert replace(live, boot_id="an-earlier-boot").state() is ProcessState.EARLIER_BOOT
     sleeper.send_signal(signal.SIGKILL)  # killed, not yet waited for: a zombie
     for _ in range(100):
         if live.state() is ProcessState.GONE:
@@ -147,7 +149,7 @@ def test_a_run_records_its_process_only_when_it_is_an_ancestor_of_the_step(insta
 
     ours = started_by(os.getppid())
     recorded = record_run_process(instance, ours, LOG)
-    assert recorded == RunProcess.of(os.getppid())
+    assert recorded == RunProcess.of(os.getppid(), ours)
     assert RunProcess.from_tag(instance.get_run_by_id(ours).tags[RUN_PROCESS_TAG]) == recorded
 
     not_ours = started_by(sleeper.pid)  # a process of this host, but not the one running this step
@@ -174,3 +176,51 @@ def test_the_hand_command_frees_one_named_run_or_every_dead_run_of_this_host(ins
     main([elsewhere])
     assert _holders(instance) == {live: 2}
     assert instance.get_run_by_id(dead).status == instance.get_run_by_id(elsewhere).status == DagsterRunStatus.FAILURE
+
+
+def test_a_run_of_an_earlier_boot_holding_the_whole_pool_lets_the_next_hour_complete(project, es_client):
+    """The issue's reboot: a run recorded on this host under an earlier boot holds both slots of
+    the shipped pool; the next hour's CLI run marks it failed, takes the slots and publishes."""
+    with project.instance() as instance:
+        assert instance.event_log_storage.get_concurrency_info(ES_BULK_POOL).slot_count == 0  # not yet set
+        instance.event_log_storage.set_concurrency_slots(ES_BULK_POOL, 2)  # dagster.yaml's default_limit
+        # its pid is a live process now (this one): pids of an earlier boot mean nothing
+        before_reboot = replace(RunProcess.of(os.getpid()), boot_id="an-earlier-boot")
+        stranded = _run_holding_slots(instance, before_reboot)
+
+    result = project.materialize("2021-10-28-07:00", extra_env={"FLOWS_SYNTHETIC_ROWS": "5000"})
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert es_client.count(index=f"{project.env['FLOWS_INDEX_PREFIX']}-2021.10.28-07")["count"] == 5000
+    with project.instance() as instance:
+        assert instance.get_run_by_id(stranded).status == DagsterRunStatus.FAILURE
+        (failure,) = instance.get_records_for_run(stranded, of_type=DagsterEventType.RUN_FAILURE).records
+        assert "earlier boot" in failure.event_log_entry.dagster_event.message
+        assert _holders(instance) == {}
+
+
+def test_the_dead_runs_sensor_fails_runs_whose_process_is_gone_holding_slots_or_not(instance, sleeper):
+    died_before_its_load = create_run_for_test(
+        instance, status=DagsterRunStatus.STARTED, tags={RUN_PROCESS_TAG: _dead_process().to_tag()}
+    ).run_id
+    rebooted = _run_holding_slots(instance, replace(RunProcess.of(sleeper.pid), boot_id="an-earlier-boot"))
+    live = _run_holding_slots(instance, RunProcess.of(sleeper.pid))
+    # a re-execution copies its parent's tags: the process there is the parent's, not its own
+    copied = create_run_for_test(
+        instance, status=DagsterRunStatus.STARTED, tags={RUN_PROCESS_TAG: _dead_process_of_run("parent").to_tag()}
+    ).run_id
+
+    outcome = flows_dead_runs_sensor(build_sensor_context(instance=instance))
+
+    assert sorted(outcome.skip_message.split(": ")[1].split(", ")) == sorted([died_before_its_load, rebooted])
+    for run_id in (died_before_its_load, rebooted):
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.FAILURE
+    for run_id in (live, copied):
+        assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED
+    assert _holders(instance) == {live: 2}
+    again = flows_dead_runs_sensor(build_sensor_context(instance=instance))
+    assert again.skip_message == "no run in progress has lost its process"
+
+
+def _dead_process_of_run(run_id: str) -> RunProcess:
+    return replace(_dead_process(), run_id=run_id)
