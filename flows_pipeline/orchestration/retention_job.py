@@ -98,7 +98,7 @@ def delete_expired_hours(
     context: OpExecutionContext, storage: FlowStorage, es: FlowsElasticsearch, retention: FlowRetention
 ):
     """Delete tables, summary documents and buckets older than FLOWS_RETENTION_DAYS; wipe their partitions."""
-    with retry_only_transient_errors("deleting expired hours"):
+    with retry_only_transient_errors(context, "deleting expired hours"):
         report = apply_retention(context.instance, storage, es, retention.days, datetime.now(UTC))
     context.log.info(
         f"retention ({report['retention_days']} days): "

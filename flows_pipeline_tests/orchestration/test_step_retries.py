@@ -8,10 +8,12 @@ Failure that allows no retries) are Dagster's step execution's, the same in ever
 
 import pytest
 from dagster import DagsterEventType
+from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.failures import FAILURE_KIND_TAG
 from flows_pipeline_tests.fault_proxy import FaultProxy
-from flows_pipeline_tests.support import ES_URL, step_failures
+from flows_pipeline_tests.support import ES_URL, free_port, step_failures
 
 PARTITION = "2021-10-28-20:00"  # an hour no other test publishes (test_operations backfills 10-17)
 
@@ -65,6 +67,25 @@ def test_a_terminal_refusal_is_sent_once_and_fails_the_step_at_once(hour_with_a_
     assert "on its first attempt" in message and "rows 0-499" in message
     alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(PARTITION).label}"
     assert not es_client.indices.exists_alias(name=alias)
+    # and the daemon's run retries (dagster.yaml) leave the run alone: it would fail the same way
+    assert run_tags(project, done.run_id).items() >= {FAILURE_KIND_TAG: "terminal", WILL_RETRY_TAG: "false"}.items()
+
+
+def test_a_transient_failure_that_outlasts_the_step_lets_the_daemon_retry_the_run(hour_with_a_table):
+    project = hour_with_a_table
+    done = project.materialize_in_process(
+        PARTITION, select="flow_index", extra_env={"ES_URL": f"http://127.0.0.1:{free_port()}"}, es_bulk_steps=1
+    )
+
+    assert not done.success
+    assert "ClusterUnavailableError" in step_failures(done) or "unreachable" in step_failures(done).lower()
+    # dagster.yaml's run_retries: retry_on_asset_or_op_failure false, so only this tag lets it retry
+    assert run_tags(project, done.run_id).items() >= {FAILURE_KIND_TAG: "transient", WILL_RETRY_TAG: "true"}.items()
+
+
+def run_tags(project, run_id: str) -> dict[str, str]:
+    with project.instance() as instance:
+        return dict(instance.get_run_by_id(run_id).tags)
 
 
 def test_a_503_is_retried_and_the_hour_loads_exactly_when_it_clears(hour_with_a_table, es_client):

@@ -61,7 +61,7 @@ NO_DUPLICATE_DOCUMENTS = AssetCheckSpec(
 def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
     """One descriptor per range of row groups, read from the Parquet footer; and the run's load attempt."""
     before_claiming_slots(context)
-    with retry_only_transient_errors("planning the chunks and preparing the load attempt"):
+    with retry_only_transient_errors(context, "planning the chunks and preparing the load attempt"):
         hour = partition_hour(context.partition_key)
         chunks = plan_chunks(
             storage.table_path("flow_table", hour),
@@ -91,7 +91,7 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 )
 def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElasticsearch) -> ChunkResult:
     """Stream one chunk's rows into the attempt index in bulk bodies bounded in bytes."""
-    with retry_only_transient_errors(f"loading {task.chunk.key} into {task.attempt.alias}"):
+    with retry_only_transient_errors(context, f"loading {task.chunk.key} into {task.attempt.alias}"):
         progress = lambda p: context.log.info(str(p))  # noqa: E731 - one line, for the run's log
         result = index_chunk(es.connect(), es.safe_url, task, es.limits, es.retry, report=progress)
         context.log.info(
@@ -119,7 +119,7 @@ def index_chunk_step(context: OpExecutionContext, task: ChunkTask, es: FlowsElas
 )
 def publish_flow_index(context: OpExecutionContext, results: list[ChunkResult], es: FlowsElasticsearch):
     """Check that every row was indexed exactly once, and only then make the hour visible to searches."""
-    with retry_only_transient_errors("verifying and publishing the hour's index"):
+    with retry_only_transient_errors(context, "verifying and publishing the hour's index"):
         yield from _publish(context, HourLoad(tuple(results)), es)
 
 

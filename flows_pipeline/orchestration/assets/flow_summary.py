@@ -55,7 +55,7 @@ class SummaryDisagreesError(TerminalError):
 def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
     """Top talkers (source, destination), top destination ports, transport totals, flows per minute;
     written only when its totals agree with the hour's published flows."""
-    with retry_only_transient_errors("indexing the hour's summary"):
+    with retry_only_transient_errors(context, "indexing the hour's summary"):
         hour = partition_hour(context.partition_key)
         summary = summarize(storage.table_path("flow_table", hour), hour)
         client = es.connect()

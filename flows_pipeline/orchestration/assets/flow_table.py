@@ -17,6 +17,7 @@ from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import FlowSource, FlowStorage
+from flows_pipeline.orchestration.stale_runs import record_run_process
 from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA
 from flows_pipeline.tables.column_docs import FLOW_COLUMNS, QUARANTINE_COLUMNS
 from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
@@ -66,7 +67,8 @@ FLOW_QUARANTINE = AssetSpec(
 )
 def flow_table(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource):
     """Normalize the hour's raw flows: valid ones to flow_table, invalid ones to flow_quarantine."""
-    with retry_only_transient_errors():
+    record_run_process(context.instance, context.run.run_id, context.log)  # a reboot now can be told
+    with retry_only_transient_errors(context):
         hour = partition_hour(context.partition_key)
         paths = {name: storage.table_path(name, hour) for name in TABLES}
         stats = build_flow_table(

@@ -10,6 +10,7 @@ from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
+from flows_pipeline.orchestration.stale_runs import record_run_process
 from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
 from flows_pipeline.sources.source_reader import SourceReport, read_hour, source_bytes
 from flows_pipeline.tables.column_docs import RAW_COLUMNS
@@ -27,7 +28,8 @@ from flows_pipeline.tables.hour_tables import write_raw_flows
 )
 def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: FlowSource) -> MaterializeResult:
     """The hour's flow records as the source delivered them (GoFlow2 field names); unreadable ones apart."""
-    with retry_only_transient_errors():
+    record_run_process(context.instance, context.run.run_id, context.log)  # a reboot now can be told
+    with retry_only_transient_errors(context):
         hour = partition_hour(context.partition_key)
         check_schedule_lag(context.run.tags, source.lag_minutes)
         settings = source.settings()
