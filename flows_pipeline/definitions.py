@@ -8,6 +8,7 @@ from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_summary import flow_summary
 from flows_pipeline.orchestration.assets.flow_table import flow_table
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
+from flows_pipeline.orchestration.catch_up import flows_catch_up_sensor
 from flows_pipeline.orchestration.freshness import with_publication_deadline
 from flows_pipeline.orchestration.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
 from flows_pipeline.orchestration.resources import freshness_margin_minutes, resources_from_env, source_lag_minutes
@@ -23,7 +24,7 @@ defs = Definitions(
     ],
     jobs=[flows_hourly_job, flows_retention_job],
     schedules=[flows_hourly_schedule, flows_retention_schedule],
-    sensors=[flows_dead_runs_sensor],
+    sensors=[flows_dead_runs_sensor, flows_catch_up_sensor],
     # also the executor of `dagster asset materialize` and of materializations from the UI
     executor=flows_executor,
     resources=resources_from_env(),

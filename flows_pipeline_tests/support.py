@@ -83,7 +83,13 @@ class Project:
         )
 
     def materialize_in_process(
-        self, partition: str, *, select: str = "*", extra_env=None, es_bulk_steps: int | None = None
+        self,
+        partition: str,
+        *,
+        select: str = "*",
+        extra_env=None,
+        es_bulk_steps: int | None = None,
+        tags: dict[str, str] | None = None,
     ) -> ExecuteInProcessResult:
         """The same run as `materialize`, in this process: Dagster's in-process executor (one step
         at a time; a step's RetryPolicy is honoured the same way), this project's instance and
@@ -106,6 +112,7 @@ class Project:
                 instance=instance,
                 run_config=run_config,
                 raise_on_error=False,
+                tags=tags,
             )
 
     def instance(self) -> DagsterInstance:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
@@ -310,6 +311,41 @@ def freshness_margin_minutes(environ: Mapping[str, str] = os.environ) -> int:
     Raises ConfigurationError for a value that is not whole minutes.
     """
     return _minutes(environ, "FLOWS_FRESHNESS_MARGIN_MINUTES", DEFAULT_FRESHNESS_MARGIN_MINUTES)
+
+
+@dataclass(frozen=True)
+class CatchUpSettings:
+    """How far back and how often the catch-up sensor re-requests hours (orchestration/catch_up.py)."""
+
+    window_hours: int = 48  # FLOWS_CATCH_UP_HOURS: hours due within this window are looked at
+    grace: timedelta = timedelta(minutes=15)  # FLOWS_CATCH_UP_GRACE_MINUTES: the schedule's time to request an hour
+    backoff: timedelta = timedelta(minutes=10)  # FLOWS_CATCH_UP_BACKOFF_MINUTES: doubles with each attempt
+    max_attempts: int = 5  # FLOWS_CATCH_UP_MAX_ATTEMPTS: catch-up runs of a failing hour
+    max_requests_per_tick: int = 4  # FLOWS_CATCH_UP_MAX_REQUESTS: the run queue's limit does the rest
+    interval_seconds: int = 120  # FLOWS_CATCH_UP_INTERVAL_SECONDS: between two evaluations
+
+
+def catch_up_settings(environ: Mapping[str, str] = os.environ) -> CatchUpSettings:
+    """The catch-up sensor's settings from the environment (defaults: CatchUpSettings).
+
+    Raises ConfigurationError naming a variable whose value is not a whole number (hours, minutes, counts).
+    """
+    default = CatchUpSettings()
+    return CatchUpSettings(
+        window_hours=_whole(environ, "FLOWS_CATCH_UP_HOURS", default.window_hours, "hours", least=1),
+        grace=timedelta(minutes=_minutes(environ, "FLOWS_CATCH_UP_GRACE_MINUTES", 15)),
+        backoff=timedelta(minutes=_minutes(environ, "FLOWS_CATCH_UP_BACKOFF_MINUTES", 10)),
+        max_attempts=_whole(environ, "FLOWS_CATCH_UP_MAX_ATTEMPTS", default.max_attempts, "runs"),
+        max_requests_per_tick=_whole(environ, "FLOWS_CATCH_UP_MAX_REQUESTS", default.max_requests_per_tick, "runs"),
+        interval_seconds=_whole(environ, "FLOWS_CATCH_UP_INTERVAL_SECONDS", default.interval_seconds, "s", least=1),
+    )
+
+
+def _whole(environ: Mapping[str, str], variable: str, default: int, unit: str, least: int = 0) -> int:
+    text = environ.get(variable) or str(default)
+    if not text.strip().isdigit() or int(text) < least:
+        raise ConfigurationError(f"{variable}={text!r}: expected a whole number of {unit}, {least} or more")
+    return int(text)
 
 
 def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:

@@ -10,6 +10,7 @@ other hours found in them are sorted out later (and counted), never read twice i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,15 +47,14 @@ def is_in_progress(path: Path) -> bool:
     return ".current" in path.name or path.name.startswith(".")
 
 
-def files_for_hour(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> list[FlowFile]:
-    """The finished files under `root` (any sub-folder layout) that can hold `hour`'s flows, oldest first.
+def flow_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[FlowFile]:
+    """Every finished file of the format under `root` (any sub-folder layout) whose name has a stamp.
 
     `suffixes` selects the format's files (".jsonl", ".csv"); for nfcapd it is ("",) and the
     name must start with "nfcapd.".
     """
     if not root.is_dir():
         raise NoFlowFilesError(f"flow source folder {root} does not exist; check FLOWS_SOURCE_ROOT")
-    found = []
     for path in root.rglob("*"):
         if not path.is_file() or is_in_progress(path):
             continue
@@ -63,6 +63,16 @@ def files_for_hour(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, 
         if suffixes != ("",) and not path.name.endswith(suffixes):
             continue
         arrived = arrival_time(path)
-        if arrived is not None and hour.start <= arrived < hour.end + lag:
-            found.append(FlowFile(path, arrived))
+        if arrived is not None:
+            yield FlowFile(path, arrived)
+
+
+def holds_hour(flow_file: FlowFile, hour: Hour, lag: timedelta) -> bool:
+    """Whether the file can hold flows of `hour`: it was started in the hour or within `lag` after it."""
+    return hour.start <= flow_file.arrived_from < hour.end + lag
+
+
+def files_for_hour(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> list[FlowFile]:
+    """The finished files under `root` that can hold `hour`'s flows, oldest first (see flow_files)."""
+    found = [f for f in flow_files(root, suffixes) if holds_hour(f, hour, lag)]
     return sorted(found, key=lambda f: (f.arrived_from, str(f.path)))

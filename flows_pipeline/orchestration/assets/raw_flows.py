@@ -6,11 +6,13 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from flows_pipeline.hour import Hour
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS, table_metadata
+from flows_pipeline.orchestration.catch_up import SOURCE_FILES_DIGEST, SOURCE_FILES_DIGEST_TAG
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowSource, FlowStorage
 from flows_pipeline.orchestration.schedule_lag import check_schedule_lag
 from flows_pipeline.orchestration.stale_runs import record_run_process
+from flows_pipeline.sources.file_sets import FileSet, hour_file_set
 from flows_pipeline.sources.raw_schema import RAW_FLOW_SCHEMA
 from flows_pipeline.sources.source_reader import SourceReport, read_hour, source_bytes
 from flows_pipeline.tables.column_docs import RAW_COLUMNS
@@ -36,6 +38,10 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
         previous = Hour(hour.start - timedelta(hours=1))
         needed = hour_estimate([storage.table_path(t, previous) for t in TABLE_FOLDERS], source_bytes(settings, hour))
         check_disk_room(storage.root_path, needed, hour.key)
+        # before reading: a file that arrives during the read changes the set, and the hour is read again
+        files = hour_file_set(settings, hour)
+        if files is not None:
+            context.instance.add_run_tags(context.run.run_id, {SOURCE_FILES_DIGEST_TAG: files.digest})
         report = SourceReport()
         stats = write_raw_flows(
             read_hour(settings, hour, report, batch_rows=storage.row_group_rows),
@@ -55,5 +61,13 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
             "files_skipped": len(report.skipped),
             "skipped_files": MetadataValue.json(report.skipped),
             "table": MetadataValue.path(str(storage.table_path("raw_flows", hour))),
+            **file_set_metadata(files),
         }
     )
+
+
+def file_set_metadata(files: FileSet | None) -> dict:
+    """What the catch-up sensor compares with the folder later: every file (name, bytes, mtime_ns) and their digest."""
+    if files is None:
+        return {}
+    return {"source_files": MetadataValue.json(files.as_json()), SOURCE_FILES_DIGEST: files.digest}
