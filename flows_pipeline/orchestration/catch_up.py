@@ -10,7 +10,7 @@ for the hour when:
 - `missing`: no run published it, and the schedule had its grace to do so (FLOWS_CATCH_UP_GRACE_MINUTES);
 - `failed`: its latest run failed transiently (or its process died) and the daemon will not
   retry it: again after a backoff that doubles with each catch-up attempt
-  (FLOWS_CATCH_UP_BACKOFF_MINUTES), at most FLOWS_CATCH_UP_MAX_ATTEMPTS times;
+  (FLOWS_CATCH_UP_BACKOFF_SECONDS, default 600), at most FLOWS_CATCH_UP_MAX_ATTEMPTS times;
 - `files_changed`: the set of its source files (name, size, mtime; sources/file_sets.py) differs
   from the one its latest load read, or from the one a terminal failure read (a missing or corrupt
   file that is now there or replaced).

@@ -319,7 +319,7 @@ class CatchUpSettings:
 
     window_hours: int = 48  # FLOWS_CATCH_UP_HOURS: hours due within this window are looked at
     grace: timedelta = timedelta(minutes=15)  # FLOWS_CATCH_UP_GRACE_MINUTES: the schedule's time to request an hour
-    backoff: timedelta = timedelta(minutes=10)  # FLOWS_CATCH_UP_BACKOFF_MINUTES: doubles with each attempt
+    backoff: timedelta = timedelta(minutes=10)  # FLOWS_CATCH_UP_BACKOFF_SECONDS: doubles with each attempt
     max_attempts: int = 5  # FLOWS_CATCH_UP_MAX_ATTEMPTS: catch-up runs of a failing hour
     max_requests_per_tick: int = 4  # FLOWS_CATCH_UP_MAX_REQUESTS: the run queue's limit does the rest
     interval_seconds: int = 120  # FLOWS_CATCH_UP_INTERVAL_SECONDS: between two evaluations
@@ -334,7 +334,7 @@ def catch_up_settings(environ: Mapping[str, str] = os.environ) -> CatchUpSetting
     return CatchUpSettings(
         window_hours=_whole(environ, "FLOWS_CATCH_UP_HOURS", default.window_hours, "hours", least=1),
         grace=timedelta(minutes=_minutes(environ, "FLOWS_CATCH_UP_GRACE_MINUTES", 15)),
-        backoff=timedelta(minutes=_minutes(environ, "FLOWS_CATCH_UP_BACKOFF_MINUTES", 10)),
+        backoff=timedelta(seconds=_whole(environ, "FLOWS_CATCH_UP_BACKOFF_SECONDS", 600, "s")),
         max_attempts=_whole(environ, "FLOWS_CATCH_UP_MAX_ATTEMPTS", default.max_attempts, "runs"),
         max_requests_per_tick=_whole(environ, "FLOWS_CATCH_UP_MAX_REQUESTS", default.max_requests_per_tick, "runs"),
         interval_seconds=_whole(environ, "FLOWS_CATCH_UP_INTERVAL_SECONDS", default.interval_seconds, "s", least=1),

@@ -1,0 +1,141 @@
+"""Months unattended, in minutes: the cluster goes down while the schedule's run loads an hour and
+comes back; with nobody acting, the daemon's run retries and the catch-up sensor publish the hour
+exactly. A real `dagster-daemon` on the project's workspace and shipped instance config, a real
+Elasticsearch node of the test's own (stopped and started again by its PID with scripts/es.sh,
+its data kept, as a restarted cluster keeps it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterRunStatus
+from elasticsearch import Elasticsearch
+
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.catch_up import CATCH_UP_REASON_TAG
+from flows_pipeline.orchestration.schedule_lag import hour_due_at
+from flows_pipeline_tests.support import PROJECT, free_port, make_project
+
+ROWS = 3000
+NODE_DIR = PROJECT / ".es" / "unattended"  # git-ignored; the distribution is unpacked there once
+
+
+def es_sh(command: str, port: int) -> None:
+    env = {**os.environ, "ES_DIR": str(NODE_DIR), "ES_PORT": str(port), "ES_HEAP": "512m"}
+    env.pop("ES_URL", None)
+    subprocess.run(["scripts/es.sh", command], cwd=PROJECT, env=env, check=True, capture_output=True, timeout=300)
+
+
+@pytest.fixture
+def own_node():
+    port = free_port()
+    shutil.rmtree(NODE_DIR / "data", ignore_errors=True)
+    es_sh("up", port)
+    try:
+        yield port
+    finally:
+        es_sh("stop", port)
+        shutil.rmtree(NODE_DIR / "data", ignore_errors=True)
+
+
+def next_tick(now: datetime) -> tuple[int, datetime]:
+    """A source lag that puts the schedule's next tick 30-90 s from now (its cron minute), and that tick."""
+    tick = (now + timedelta(seconds=90)).replace(second=0, microsecond=0)
+    return tick.minute, tick
+
+
+def runs_of(project, hour: str) -> list:
+    with project.instance() as instance:
+        return [r for r in instance.get_run_records() if r.dagster_run.tags.get("dagster/partition") == hour]
+
+
+def wait_until(what: str, check, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(2)
+    raise AssertionError(f"{what} did not happen in {timeout_s} s; daemon log:\n{log.read_text()[-4000:]}")
+
+
+@pytest.mark.cluster
+def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_published_by_itself(
+    own_node, tmp_path, index_prefix
+):
+    lag, tick = next_tick(datetime.now(UTC))
+    hour = hour_due_at(tick, lag)
+    project = make_project(tmp_path, index_prefix)
+    project.env |= {
+        "ES_URL": f"http://127.0.0.1:{own_node}",
+        "FLOWS_SYNTHETIC_ROWS": str(ROWS),
+        "FLOWS_SOURCE_LAG_MINUTES": str(lag),
+        "FLOWS_FIRST_HOUR": hour,  # the scheduled hour is the only partition the catch-up window can hold
+        "FLOWS_CATCH_UP_HOURS": "1",
+        "FLOWS_CATCH_UP_GRACE_MINUTES": "30",  # "missing" never: the schedule requests the hour
+        "FLOWS_CATCH_UP_INTERVAL_SECONDS": "5",
+        "FLOWS_CATCH_UP_BACKOFF_SECONDS": "10",
+    }
+    dagster = str(Path(sys.executable).parent / "dagster")
+    for kind, name in (("schedule", "flows_hourly_job_schedule"), ("sensor", "flows_catch_up")):
+        subprocess.run(
+            [dagster, kind, "start", name, "-w", "workspace.yaml"],
+            cwd=PROJECT,
+            env=project.env,
+            check=True,
+            timeout=120,
+        )
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=PROJECT,
+            env=project.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        # 1. the schedule's tick launches the hour's run; the cluster stops while it runs
+        wait_until(f"the scheduled run of {hour}", lambda: runs_of(project, hour), 240, log)
+        es_sh("stop", own_node)
+        # 2. the run fails on the unreachable cluster, and so does the daemon's first retry
+        failed = wait_until(
+            "two failed runs",
+            lambda: [r for r in runs_of(project, hour) if r.dagster_run.status == DagsterRunStatus.FAILURE][1:],
+            240,
+            log,
+        )
+        assert failed
+        # 3. the cluster comes back (its data kept); nobody touches Dagster
+        es_sh("start", own_node)
+        wait_until(
+            f"a run of {hour} that succeeded",
+            lambda: [r for r in runs_of(project, hour) if r.dagster_run.status == DagsterRunStatus.SUCCESS],
+            300,
+            log,
+        )
+    finally:
+        os.killpg(daemon.pid, 15)
+        daemon.wait(timeout=60)
+
+    client = Elasticsearch(f"http://127.0.0.1:{own_node}", request_timeout=30)
+    alias = f"{index_prefix}-{hour_of(hour).label}"
+    client.indices.refresh(index=alias)
+    assert client.count(index=alias)["count"] == ROWS
+    runs = runs_of(project, hour)
+    with project.instance() as instance:
+        assert hour in instance.get_materialized_partitions(AssetKey("flow_index"))
+    [published] = [r.dagster_run for r in runs if r.dagster_run.status == DagsterRunStatus.SUCCESS]
+    scheduled = [r.dagster_run for r in runs if r.dagster_run.tags.get("dagster/schedule_name")]
+    assert scheduled, "the first run was the schedule's"
+    healed_by = published.tags.get(CATCH_UP_REASON_TAG) or ("run retry" if published.parent_run_id else None)
+    assert healed_by in ("failed", "run retry"), published.tags
+    print(f"{hour}: {len(runs)} runs, published by {healed_by} (run {published.run_id})")
