@@ -147,6 +147,11 @@ def classify_api_error(
 
 def classify_transport_error(err: TransportError, what: str, url: str) -> ClusterRefusedError | ClusterUnavailableError:
     """The project's error for a request that got no answer: TLS refusals are terminal, the rest transient."""
+    if isinstance(err, TlsError) and "certificate has expired" in str(err.message):
+        return ClusterRefusedError(
+            f"{what}: the TLS certificate of Elasticsearch at {url} has EXPIRED ({err.message}); renew the "
+            "node's certificate (e.g. elasticsearch-certutil cert) and reload it: ES_CA_CERTS is not the cause"
+        )
     if isinstance(err, TlsError):
         return ClusterRefusedError(
             f"{what}: TLS verification of Elasticsearch at {url} failed ({err.message}); set ES_CA_CERTS to the CA "

@@ -214,16 +214,30 @@ def server_version(client: Elasticsearch, settings: ConnectionSettings) -> str:
             return version
     except ApiError as err:
         if err.status_code == 401:
-            raise ClusterRefusedError(
-                f"Elasticsearch at {where} refused the credentials (HTTP 401); "
-                "check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
-            ) from None
+            raise ClusterRefusedError(credentials_refused(err, where)) from None
         raise classify_api_error(err, "checking the server's version", where) from None
     except TransportError as err:
         error = classify_transport_error(err, "checking the server's version", where)
         if isinstance(error, ClusterUnavailableError):
             error = ClusterUnavailableError(f"{error}; {LOCAL_NODE_HINT}")
         raise error from None
+
+
+def credentials_refused(err: ApiError, where: str) -> str:
+    """What a 401 means, in the cluster's own words: an expired API key is named as such (ES says so
+    in `additional_unsuccessful_credentials`, e.g. "API key: api key is expired"), not as a wrong one."""
+    _, reason, _ = error_details(err)
+    error = err.body.get("error") if isinstance(err.body, dict) else None
+    others = error.get("additional_unsuccessful_credentials") if isinstance(error, dict) else None
+    said = f"{reason}; {others}" if others else reason
+    if "expired" in said.lower():
+        advice = (
+            "the API key has EXPIRED: create a new one (POST _security/api_key, the README's loader role) "
+            "and set ES_API_KEY to it"
+        )
+    else:
+        advice = "check ES_API_KEY or ES_USERNAME/ES_PASSWORD"
+    return f"Elasticsearch at {where} refused the credentials (HTTP 401: {said}); {advice}"
 
 
 def _version(client: Elasticsearch) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -137,4 +138,20 @@ def test_a_key_without_a_privilege_is_a_403_naming_the_privilege_and_no_secret(s
         connect(settings)
     message = str(refused.value)
     assert "403" in message and "monitor" in message
+    assert key["encoded"] not in message and key["api_key"] not in message
+
+
+def test_an_expired_api_key_is_named_expired_in_the_clusters_words_and_no_secret(secured_node, secured_prefix):
+    key = secured_node.client().security.create_api_key(
+        name=f"{secured_prefix}-short", expiration="1s", role_descriptors={"flows_loader": loader_role(secured_prefix)}
+    )
+    time.sleep(2)  # the key's expiration passes
+    settings = ConnectionSettings(
+        url=secured_node.url, request_timeout_s=10, api_key=key["encoded"], ca_certs=secured_node.ca_certs
+    )
+    with pytest.raises(ClusterRefusedError) as refused:
+        connect(settings)
+    message = str(refused.value)
+    assert "401" in message and "EXPIRED" in message and "ES_API_KEY" in message
+    assert "api key is expired" in message  # the cluster's own reason, quoted
     assert key["encoded"] not in message and key["api_key"] not in message
