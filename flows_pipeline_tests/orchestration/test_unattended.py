@@ -1,6 +1,7 @@
 """Months unattended, in minutes: the cluster goes down while the schedule's run loads an hour and
 comes back; with nobody acting, the hour is published exactly: the daemon's two run retries fail
-at once on the stopped node, then the catch-up sensor's run, after its backoff, loads it.
+at once on the stopped node, then the catch-up sensor's run, after its backoff, loads it. The
+webhook is told once: of the last retry's failure (not of the two the daemon retried).
 
 A real `dagster-daemon` on the project's workspace and shipped instance config, and a real
 Elasticsearch node of the test's own, stopped and started again by its PID with scripts/es.sh
@@ -25,6 +26,7 @@ from elasticsearch import Elasticsearch
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.catch_up import CATCH_UP_REASON_TAG
 from flows_pipeline.orchestration.schedule_lag import hour_due_at
+from flows_pipeline_tests.alert_receivers import WebhookReceiver
 from flows_pipeline_tests.support import PROJECT, free_port, make_project
 
 ROWS = 3000
@@ -73,6 +75,11 @@ def wait_until(what: str, check, timeout_s: float, log: Path):
 def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_published_by_itself(
     own_node, tmp_path, index_prefix
 ):
+    with WebhookReceiver() as webhook:
+        run_unattended(own_node, tmp_path, index_prefix, webhook)
+
+
+def run_unattended(own_node, tmp_path, index_prefix, webhook):
     lag, tick = next_tick(datetime.now(UTC))
     hour = hour_due_at(tick, lag)
     project = make_project(tmp_path, index_prefix)
@@ -85,6 +92,7 @@ def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_publi
         "FLOWS_CATCH_UP_GRACE_MINUTES": "30",  # "missing" never: the schedule requests the hour
         "FLOWS_CATCH_UP_INTERVAL_SECONDS": "5",
         "FLOWS_CATCH_UP_BACKOFF_SECONDS": "10",
+        "FLOWS_ALERT_WEBHOOK": webhook.url,  # the alert sensors start RUNNING when it is set
     }
     dagster = str(Path(sys.executable).parent / "dagster")
     for kind, name in (("schedule", "flows_hourly_job_schedule"), ("sensor", "flows_catch_up")):
@@ -124,6 +132,7 @@ def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_publi
             300,
             log,
         )
+        wait_until("the failure alert", lambda: webhook.bodies, 120, log)
     finally:
         os.killpg(daemon.pid, 15)
         daemon.wait(timeout=60)
@@ -143,3 +152,8 @@ def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_publi
     assert healed_by == "failed", published.tags
     assert len([r for r in runs if r.dagster_run.tags.get("dagster/parent_run_id")]) == 2, "both run retries ran"
     print(f"{hour}: {len(runs)} runs, published by {healed_by} (run {published.run_id})")
+    failed = [r.dagster_run for r in runs if r.dagster_run.status == DagsterRunStatus.FAILURE]
+    [alert] = [body["metadata"]["event_payload"] for body in webhook.bodies]
+    assert (alert["event"], alert["hour"], alert["asset"]) == ("hour_failed", hour, "flow_index")
+    assert alert["run_id"] == failed[0].run_id, "the alert is the last retry's, the one the daemon does not retry"
+    assert "unreachable" in alert["error"] and "flows_catch_up" in alert["advice"]
