@@ -1,17 +1,15 @@
 """The daily retention job: what is older than FLOWS_RETENTION_DAYS is deleted, and shown as missing.
 
 Tables and summary documents go with their hour; buckets go once all their hours have
-(es/retention.py). The Dagster partitions whose data is gone are wiped, so the UI shows them as
-missing rather than as present: raw_flows, flow_table and flow_summary with the hour's tables,
-flow_index with the index that held the hour. The schedule ships stopped, like the hourly one.
+(es/retention.py). The Dagster runs of the expired hours go too, with their event logs
+(orchestration/run_retention.py): the UI then shows those hours as missing, Dagster's own data
+stays bounded, and no kept hour is recorded again. The schedule ships stopped, like the hourly one.
 """
 
 from datetime import UTC, datetime
 
 from dagster import (
     AssetKey,
-    AssetMaterialization,
-    AssetRecordsFilter,
     DagsterInstance,
     DefaultScheduleStatus,
     MetadataValue,
@@ -25,62 +23,29 @@ from dagster import (
 from flows_pipeline.es.retention import delete_expired, retention_cutoff
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.resources import TABLE_FOLDERS, FlowRetention, FlowsElasticsearch, FlowStorage
+from flows_pipeline.orchestration.run_retention import delete_expired_runs
 from flows_pipeline.tables.retention import delete_expired_tables
 
 
-def forget_partitions(instance: DagsterInstance, asset: AssetKey, deleted: set[str]) -> None:
-    """Make Dagster show the deleted partitions as missing.
-
-    Dagster's own partition wipe is not implemented by the SQL event log storages of Dagster OSS
-    (SqliteEventLogStorage, PostgresEventLogStorage: `wipe_asset_partitions` raises
-    NotImplementedError in 1.13). There the asset is wiped whole and the latest materialization of
-    every partition that is kept is recorded again, with its metadata (so plots across partitions
-    go on), as a materialization outside any run. What is lost for the kept partitions: the link to
-    the run that made them, and their asset check history.
-    """
-    try:
-        instance.wipe_asset_partitions(asset, sorted(deleted))
-        return
-    except NotImplementedError:
-        pass
-    kept = sorted(instance.get_materialized_partitions(asset) - deleted)
-    latest: dict[str, AssetMaterialization] = {}
-    cursor = None
-    while kept:
-        page = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset, asset_partitions=kept), limit=1000, cursor=cursor
-        )
-        for record in page.records:  # newest first
-            if record.partition_key and record.asset_materialization:
-                latest.setdefault(record.partition_key, record.asset_materialization)
-        if not page.has_more:
-            break
-        cursor = page.cursor
-    instance.wipe_assets([asset])
-    for partition in kept:
-        metadata = dict(latest[partition].metadata) if partition in latest else {}
-        metadata["recorded_again_by"] = MetadataValue.text("flows_retention_job (Dagster OSS cannot wipe partitions)")
-        instance.report_runless_asset_event(
-            AssetMaterialization(asset_key=asset, partition=partition, metadata=metadata)
-        )
-
-
 def apply_retention(
-    instance: DagsterInstance, storage: FlowStorage, es: FlowsElasticsearch, days: int, now: datetime
+    instance: DagsterInstance,
+    storage: FlowStorage,
+    es: FlowsElasticsearch,
+    days: int,
+    now: datetime,
+    own_run_id: str | None = None,
 ) -> dict[str, object]:
-    """Delete what expired by `now`; wipe those partitions in `instance`. Returns what was deleted."""
+    """Delete what expired by `now`, and the Dagster runs of those hours (orchestration/run_retention.py).
+
+    Returns what was deleted, for the step's metadata.
+    """
     cutoff = retention_cutoff(now, days)
     if cutoff is None:
         return {"retention_days": 0, "deleted": "nothing: retention is off (FLOWS_RETENTION_DAYS=0)"}
     tables = {folder: delete_expired_tables(storage.root_path, [folder], cutoff) for folder in TABLE_FOLDERS}
     indices = delete_expired(es.connect(), es.layout, cutoff)
-    wiped: dict[str, set[str]] = {}
-    for folder, deleted in tables.items():
-        wiped.setdefault(TABLE_FOLDERS[folder], set()).update(deleted.hours)
-    wiped["flow_index"] = set(indices.hours)
-    for asset, keys in wiped.items():
-        if keys:
-            forget_partitions(instance, AssetKey(asset), keys)
+    assets = [AssetKey(name) for name in sorted({*TABLE_FOLDERS.values(), "flow_index"})]
+    runs = delete_expired_runs(instance, cutoff, assets, keep=own_run_id)
     return {
         "retention_days": days,
         "cutoff": cutoff.isoformat(),
@@ -89,7 +54,9 @@ def apply_retention(
         "indices_deleted": indices.indices,
         "index_bytes_freed": indices.bytes,
         "summary_documents_deleted": indices.summary_documents,
-        "partitions_wiped": {asset: len(keys) for asset, keys in wiped.items()},
+        "dagster_runs_deleted": runs.runs,
+        "dagster_hours_forgotten": runs.hours,
+        "dagster_bytes_freed": runs.bytes_freed,
     }
 
 
@@ -99,7 +66,9 @@ def delete_expired_hours(
 ):
     """Delete tables, summary documents and buckets older than FLOWS_RETENTION_DAYS; wipe their partitions."""
     with retry_only_transient_errors(context, "deleting expired hours"):
-        report = apply_retention(context.instance, storage, es, retention.days, datetime.now(UTC))
+        report = apply_retention(
+            context.instance, storage, es, retention.days, datetime.now(UTC), own_run_id=context.run_id
+        )
     context.log.info(
         f"retention ({report['retention_days']} days): "
         + ", ".join(f"{key} {value}" for key, value in report.items() if key != "retention_days")

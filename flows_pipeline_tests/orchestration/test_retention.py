@@ -1,6 +1,6 @@
 """Retention over a season in minutes, against the real node: exactly the last FLOWS_RETENTION_DAYS
-stay (indices, tables, quarantines, summary documents), deleted hours show as missing in Dagster,
-and nothing inside the window is touched."""
+stay (indices, tables, quarantines, summary documents), the deleted hours' Dagster runs are
+deleted so they show as missing, and nothing inside the window is touched."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
-from dagster import AssetKey, AssetMaterialization, DagsterInstance
+from dagster import AssetKey, AssetMaterialization, DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus
+from dagster._core.events import DagsterEvent, StepMaterializationData
+from dagster._core.storage.tags import PARTITION_NAME_TAG
+from dagster._core.utils import make_new_run_id
 
 from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.summary_index import ensure_summary_index, index_summary
@@ -30,7 +33,28 @@ def summary_of(hour: Hour) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
 
 
-def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(es_client, index_prefix, tmp_path):
+def materialized_by_a_run(instance: DagsterInstance, hour: Hour) -> str:
+    """A finished run of the hour whose event log holds a materialization of every hourly asset."""
+    run = instance.add_run(
+        DagsterRun(
+            job_name="flows_hourly_job",
+            run_id=make_new_run_id(),
+            tags={PARTITION_NAME_TAG: hour.key},
+            status=DagsterRunStatus.SUCCESS,
+        )
+    )
+    for asset in HOURLY_ASSETS:
+        materialization = AssetMaterialization(asset_key=asset, partition=hour.key)
+        event = DagsterEvent(
+            DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name=run.job_name,
+            event_specific_data=StepMaterializationData(materialization),
+        )
+        instance.report_dagster_event(event, run_id=run.run_id)
+    return run.run_id
+
+
+def test_retention_keeps_exactly_the_last_days_and_forgets_the_deleted_hours_runs(es_client, index_prefix, tmp_path):
     storage = FlowStorage(root=str(tmp_path / "tables"))
     es = FlowsElasticsearch(url=ES_URL, index_prefix=f"{index_prefix}-ret", bucket="day")
     layout: IndexLayout = es.layout
@@ -49,8 +73,7 @@ def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(
                 write_table(storage.table_path(folder, hour), summary_of(hour))
             ensure_summary_index(es_client, layout.summary_index, replicas=0)
             index_summary(es_client, layout.summary_index, hour, summary_of(hour))
-            for asset in HOURLY_ASSETS:
-                instance.report_runless_asset_event(AssetMaterialization(asset_key=asset, partition=hour.key))
+            materialized_by_a_run(instance, hour)
             # the daily job, at 00:30 of the next day
             now = hour.start.replace(hour=0, minute=30) + timedelta(days=1)
             apply_retention(instance, storage, es, RETENTION, now)
@@ -71,6 +94,8 @@ def test_retention_keeps_exactly_the_last_days_and_wipes_the_deleted_partitions(
     assert {b["key"] for b in summary_hours["aggregations"]["h"]["buckets"]} == kept
     for asset in HOURLY_ASSETS:
         assert instance.get_materialized_partitions(AssetKey(asset)) == kept, asset
+    # the expired hours' runs went with their data: Dagster keeps exactly the window's
+    assert {run.tags[PARTITION_NAME_TAG] for run in instance.get_runs()} == kept
 
 
 def test_retention_zero_keeps_everything(es_client, index_prefix, tmp_path):
