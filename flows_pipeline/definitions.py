@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from flows_pipeline.orchestration.alert_sensors import flows_late_hours_sensor, flows_run_failure_alert_sensor
+from flows_pipeline.orchestration.alert_sensors import (
+    flows_credentials_expiry_sensor,
+    flows_late_hours_sensor,
+    flows_run_failure_alert_sensor,
+)
 from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_summary import flow_summary
 from flows_pipeline.orchestration.assets.flow_table import flow_table
@@ -25,7 +29,13 @@ defs = Definitions(
     ],
     jobs=[flows_hourly_job, flows_retention_job],
     schedules=[flows_hourly_schedule, flows_retention_schedule],
-    sensors=[flows_dead_runs_sensor, flows_catch_up_sensor, flows_run_failure_alert_sensor, flows_late_hours_sensor],
+    sensors=[
+        flows_dead_runs_sensor,
+        flows_catch_up_sensor,
+        flows_run_failure_alert_sensor,
+        flows_late_hours_sensor,
+        flows_credentials_expiry_sensor,
+    ],
     # also the executor of `dagster asset materialize` and of materializations from the UI
     executor=flows_executor,
     resources=resources_from_env(),

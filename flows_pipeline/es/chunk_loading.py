@@ -31,6 +31,7 @@ class ChunkTask:
 
     attempt: LoadAttempt
     chunk: ChunkSpec
+    credentials_expiry: tuple[str, ...] = ()  # the plan's notices of credentials expiring soon, for the metadata
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@
   failed run that the daemon will not retry (`dagster/will_retry` is not "true"; a retried run
   alerts only if its last retry fails), naming the hour, the failed assets, each step's own error
   and what to do, which depends on whether a terminal or a transient error ended it.
+- `flows_credentials_expiry`: every 6 hours, the API key's and the certificates' expiry
+  (es/credentials_expiry.py): one message per credential when it comes within
+  FLOWS_EXPIRY_WARN_DAYS (14), again at 7, 3, 1 and 0 days, and once a day while the cluster
+  refuses the credentials (expired, revoked), in the cluster's words.
 - `flows_late_hours`: every minute, the hours of the catch-up window still unpublished at their
   deadline (source lag + FLOWS_FRESHNESS_MARGIN_MINUTES after they closed, the freshness
   policy's): one message per hour, naming its latest run and state; more than MAX_ALERTS_PER_TICK
@@ -37,10 +41,13 @@ from dagster import (
 from dagster._core.storage.tags import PARTITION_NAME_TAG, WILL_RETRY_TAG
 
 from flows_pipeline.alerts import Alert, AlertDeliveryError, AlertSettings, alert_settings, deliver
+from flows_pipeline.es.cluster_errors import ClusterRefusedError
+from flows_pipeline.es.credentials_expiry import Expiry, credential_expiries, expiring
 from flows_pipeline.orchestration.catch_up import HourHistory, histories, hours_due
 from flows_pipeline.orchestration.failures import FAILURE_KIND_TAG
 from flows_pipeline.orchestration.resources import (
     CatchUpSettings,
+    FlowsElasticsearch,
     FlowSource,
     catch_up_settings,
     freshness_margin_minutes,
@@ -227,6 +234,69 @@ def build_late_hours_sensor(settings: AlertSettings, catch_up: CatchUpSettings, 
     return flows_late_hours
 
 
+EXPIRY_THRESHOLDS_DAYS = (0, 1, 3, 7)  # besides FLOWS_EXPIRY_WARN_DAYS: each credential is told again at these
+
+
+def expiry_alerts(expiries: Sequence[Expiry], told: set[str], now: datetime, warn_days: int) -> list[tuple[Alert, str]]:
+    """One alert per credential and threshold crossed (warn_days, 7, 3, 1, 0 days left), with its cursor key."""
+    alerts = []
+    for expiry in expiring(list(expiries), now, warn_days):
+        left = expiry.days_left(now)
+        threshold = min(t for t in (*EXPIRY_THRESHOLDS_DAYS, warn_days) if t >= left) if left >= 0 else -1
+        key = f"{expiry.credential}@{expiry.expires_at:%Y%m%d%H%M}/{threshold}"
+        if key in told:
+            continue
+        alerts.append(
+            (
+                Alert(
+                    event="credentials_expired" if left < 0 else "credentials_expiring",
+                    summary=f"{expiry.credential} {'has EXPIRED' if left < 0 else f'expires in {left:.1f} days'}",
+                    error=expiry.notice(now),
+                    advice=expiry.renew + "; loads fail once it has expired",
+                ),
+                key,
+            )
+        )
+    return alerts
+
+
+def refused_alert(error: Exception) -> Alert:
+    return Alert(
+        event="credentials_refused",
+        summary="the cluster refuses the pipeline's credentials",
+        error=str(error),
+        advice="every load fails until this is fixed: the error says what to renew or set",
+    )
+
+
+def build_credentials_expiry_sensor(settings: AlertSettings):
+    @sensor(
+        name="flows_credentials_expiry",
+        minimum_interval_seconds=6 * 3600,
+        default_status=DefaultSensorStatus.RUNNING if settings.configured else DefaultSensorStatus.STOPPED,
+        description=(
+            f"Tells {_channels(settings)} when the API key or the TLS certificate of the cluster expires within "
+            "FLOWS_EXPIRY_WARN_DAYS (again at 7, 3, 1 and 0 days), or is refused; every 6 hours."
+        ),
+    )
+    def flows_credentials_expiry(context: SensorEvaluationContext, es: FlowsElasticsearch):
+        told = set(json.loads(context.cursor)) if context.cursor else set()
+        now = datetime.now(UTC)
+        try:
+            pending = expiry_alerts(credential_expiries(es.connect(), es.connection()), told, now, es.expiry_warn_days)
+        except ClusterRefusedError as refused:  # expired, revoked, wrong: told once a day
+            pending = [(refused_alert(refused), f"refused/{now:%Y%m%d}/{str(refused)[:80]}")]
+        for alert, key in pending:
+            if key in told:
+                continue
+            context.log.info(f"{alert.summary}: sent to {', '.join(deliver(alert, settings))}")
+            told.add(key)
+        context.update_cursor(json.dumps(sorted(told)[-200:]))
+        return SkipReason(f"{len(pending)} credential alerts; {len(told)} told so far")
+
+    return flows_credentials_expiry
+
+
 def _channels(settings: AlertSettings) -> str:
     return " and ".join(settings.channels) or "nobody (set FLOWS_ALERT_WEBHOOK or FLOWS_ALERT_SMTP_HOST)"
 
@@ -234,3 +304,4 @@ def _channels(settings: AlertSettings) -> str:
 _settings = alert_settings()
 flows_run_failure_alert_sensor = build_run_failure_alert_sensor(_settings)
 flows_late_hours_sensor = build_late_hours_sensor(_settings, catch_up_settings(), freshness_margin_minutes())
+flows_credentials_expiry_sensor = build_credentials_expiry_sensor(_settings)

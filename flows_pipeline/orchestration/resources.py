@@ -196,6 +196,13 @@ class FlowsElasticsearch(ConfigurableResource):
         default=0,
         description="Documents Elasticsearch may reject per hour before the run fails (counted either way).",
     )
+    expiry_warn_days: int = Field(
+        default=14,
+        description=(
+            "Days before the API key or the TLS certificate expires from which each load warns and an alert is "
+            "sent (FLOWS_EXPIRY_WARN_DAYS; es/credentials_expiry.py)."
+        ),
+    )
 
     def connection(self) -> ConnectionSettings:
         return ConnectionSettings(
@@ -264,6 +271,7 @@ _ELASTICSEARCH_ENV = {
     "FLOWS_BULK_MAX_BYTES": ("bulk_max_bytes", "int"),
     "FLOWS_BULK_MAX_DOCS": ("bulk_max_docs", "int"),
     "FLOWS_BULK_IN_FLIGHT": ("max_in_flight", "int"),
+    "FLOWS_EXPIRY_WARN_DAYS": ("expiry_warn_days", "int"),
 }
 
 

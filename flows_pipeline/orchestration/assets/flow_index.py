@@ -29,6 +29,7 @@ from dagster import (
 
 from flows_pipeline.es.chunk_loading import ChunkResult, ChunkTask, HourLoad, check_rejections, index_chunk
 from flows_pipeline.es.chunk_plan import plan_chunks
+from flows_pipeline.es.credentials_expiry import expiry_notices
 from flows_pipeline.es.index_lifecycle import IndexVerificationError, delete_replaced, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
@@ -68,16 +69,20 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
             parallel_chunk_steps(context.run_config),
             es.max_row_groups_per_chunk,
         )
-        attempt = prepare_load(
-            es.connect(), es.layout, es.safe_url, hour, context.run_id, now_ms=int(time.time() * 1000)
-        )
+        client = es.connect()
+        expiring_soon = expiry_notices(client, es.connection(), es.expiry_warn_days)
+        for notice in expiring_soon:
+            context.log.warning(f"{hour.key}: {notice}")
+        attempt = prepare_load(client, es.layout, es.safe_url, hour, context.run_id, now_ms=int(time.time() * 1000))
     rows = sum(c.rows for c in chunks)
     context.log.info(
         f"{hour.key}: {rows} rows in {len(chunks)} chunks into {attempt.alias} (bucket {attempt.bucket}) "
         f"at {es.safe_url}"
     )
     for chunk in chunks:
-        yield DynamicOutput(ChunkTask(attempt=attempt, chunk=chunk), mapping_key=chunk.key)
+        yield DynamicOutput(
+            ChunkTask(attempt=attempt, chunk=chunk, credentials_expiry=expiring_soon), mapping_key=chunk.key
+        )
 
 
 # Only transient faults are retried (connection lost, throttled past the sender's own retries, a
@@ -177,6 +182,8 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
             "replaced_attempts": ", ".join(token for _, token in published.replaced) or "none",
             "removed_hourly_indices": ", ".join(published.removed_indices) or "none",
             "deleted_documents": deleted,
+            "credentials_expiry": "; ".join(load.results[0].task.credentials_expiry)
+            or f"none within {es.expiry_warn_days} days",
             "elasticsearch": MetadataValue.url(f"{es.safe_url}/{hour_alias}/_search?size=20"),
             "top_talkers": MetadataValue.md(
                 "| source.ip | bytes |\n|---|---:|\n" + "\n".join(f"| {ip} | {b:,} |" for ip, b in talkers)
