@@ -9,12 +9,16 @@ the same bulk request. The index (`summary-<prefix>`) lies outside the flow indi
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 
 import pyarrow as pa
 from elasticsearch import Elasticsearch
+from elasticsearch.helpers import scan
 
 from flows_pipeline.es.cluster_errors import ClusterRefusedError
+from flows_pipeline.exporter_health import SummaryHistory
 from flows_pipeline.hour import Hour
 from flows_pipeline.tables.summary import COUNTERS
 
@@ -97,3 +101,31 @@ def index_summary(client: Elasticsearch, index: str, hour: Hour, summary: pa.Tab
                 f"first reasons: {reasons[:3]}. Check the index's mapping, then re-materialize flow_summary"
             )
     return len(docs)
+
+
+def summary_history(client: Elasticsearch, index: str, hours: Sequence[Hour]) -> SummaryHistory:
+    """What the summary index holds of `hours`: flows per exporter and flows in all, by hour key.
+
+    Read with the scroll helper, so an hour of thousands of exporters is read whole; hours without
+    a summary (never loaded, or deleted by retention) are simply absent. An index that does not
+    exist yet is no history at all.
+    """
+    exporters: dict[str, dict[str, int]] = defaultdict(dict)
+    flows: dict[str, int] = defaultdict(int)
+    if not hours or not client.indices.exists(index=index):
+        return SummaryHistory(exporters={}, flows={})
+    query = {
+        "bool": {
+            "filter": [
+                {"terms": {"hour": [hour.key for hour in hours]}},
+                {"terms": {"kind": ["exporter", "transport"]}},
+            ]
+        }
+    }
+    for hit in scan(client, index=index, query={"query": query, "_source": ["hour", "kind", "key", "flows"]}):
+        row = hit["_source"]
+        if row["kind"] == "exporter":
+            exporters[row["hour"]][row["key"]] = row["flows"]
+        else:  # the transport rows add up to the hour's flows
+            flows[row["hour"]] += row["flows"]
+    return SummaryHistory(exporters=dict(exporters), flows=dict(flows))

@@ -27,6 +27,7 @@ from flows_pipeline.es.bulk_sender import BulkRetry
 from flows_pipeline.es.chunk_loading import BulkLimits
 from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
 from flows_pipeline.es.index_layout import BucketSpan, IndexLayout
+from flows_pipeline.exporter_health import ExporterHealthSettings
 from flows_pipeline.hour import Hour
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
 from flows_pipeline.sources.time_units import TimeUnit
@@ -114,6 +115,24 @@ class FlowSource(ConfigurableResource):
         ),
     )
 
+    exporter_lookback_hours: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "An exporter that sent flows in any of this many previous hours and none in this one warns "
+            "(flow_summary's exporters_reporting check; FLOWS_EXPORTER_LOOKBACK_HOURS)."
+        ),
+    )
+    min_hour_volume_fraction: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description=(
+            "An hour with fewer flows than this fraction of the same hour's median over the previous 7 days warns "
+            "(flow_summary's hour_volume check; FLOWS_MIN_HOUR_VOLUME_FRACTION); 0 turns the check off."
+        ),
+    )
+
     @property
     def numeric_time_unit(self) -> TimeUnit:
         """The unit the source's times were written in: the configured one where it applies."""
@@ -121,6 +140,11 @@ class FlowSource(ConfigurableResource):
 
     def normalize_options(self, community_id: bool) -> NormalizeOptions:
         return NormalizeOptions(time_unit=self.numeric_time_unit, community_id=community_id)
+
+    def exporter_health(self) -> ExporterHealthSettings:
+        return ExporterHealthSettings(
+            lookback_hours=self.exporter_lookback_hours, min_volume_fraction=self.min_hour_volume_fraction
+        )
 
     def settings(self) -> SourceSettings:
         return SourceSettings(
@@ -256,6 +280,8 @@ _SOURCE_ENV = {
     "FLOWS_EMPTY_HOUR": ("on_empty_hour", "value"),
     "FLOWS_SYNTHETIC_ROWS": ("synthetic_rows_per_hour", "int"),
     "FLOWS_SOURCE_TIME_UNIT": ("time_unit", "value"),
+    "FLOWS_EXPORTER_LOOKBACK_HOURS": ("exporter_lookback_hours", "value_int"),
+    "FLOWS_MIN_HOUR_VOLUME_FRACTION": ("min_hour_volume_fraction", "value_float"),
 }
 _ELASTICSEARCH_ENV = {
     "ES_URL": ("url", "env"),
@@ -287,6 +313,8 @@ def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, str]]) -> 
             fields[field_name] = EnvVar.int(var)
         elif how == "value_int":
             fields[field_name] = int(environ[var])
+        elif how == "value_float":
+            fields[field_name] = float(environ[var])
         else:
             fields[field_name] = environ[var]
     return fields

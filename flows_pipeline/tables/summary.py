@@ -1,4 +1,4 @@
-"""The hour at a glance: top talkers, top destination ports, protocol totals, flows per minute.
+"""The hour at a glance: top talkers, top destination ports, protocol totals, flows per exporter and minute.
 
 Aggregated batch by batch with pandas: the running totals grow with the number of distinct
 addresses and ports of the hour, never with its rows. The result is small (a few hundred rows),
@@ -22,8 +22,9 @@ COUNTERS = ["flows", "bytes", "packets"]
 SUMMARY_SCHEMA = pa.schema(
     [
         ("hour", pa.string()),
-        ("kind", pa.string()),  # top_source | top_destination | top_destination_port | transport | minute
-        ("key", pa.string()),  # the address, "443/tcp", the transport, or the minute (ISO time)
+        # top_source | top_destination | top_destination_port | transport | exporter | minute
+        ("kind", pa.string()),
+        ("key", pa.string()),  # the address, "443/tcp", the transport, the exporter's address, or the minute (ISO)
         ("rank", pa.int32()),
         ("flows", pa.int64()),
         ("bytes", pa.int64()),
@@ -36,9 +37,11 @@ _KINDS: dict[str, tuple[list[str], bool]] = {
     "top_destination": (["destination.ip"], True),
     "top_destination_port": (["destination.port", "network.transport"], True),
     "transport": (["network.transport"], False),
+    # every exporter, uncut: one that sends nothing is told by its absence (exporter_health.py)
+    "exporter": (["observer.ip"], False),
     "minute": (["minute"], False),
 }
-_COLUMNS = ["@timestamp", "source.ip", "destination.ip", "destination.port", "network.transport"]
+_COLUMNS = ["@timestamp", "source.ip", "destination.ip", "destination.port", "network.transport", "observer.ip"]
 
 
 # Counters are summed exactly: each is split into its high and low 32 bits, whose int64 sums cannot

@@ -15,8 +15,9 @@ from flows_pipeline.tables.summary import summarize
 from flows_pipeline_tests.raw_records import HOUR, T0, S, raw_batch, raw_record
 
 HOSTS = ["10.0.0.1", "::ffff:10.0.0.1", "10.0.0.2", "2001:db8::1", "2001:DB8:0::1", "192.0.2.9"]
+EXPORTERS = ["192.0.2.1", "192.0.2.2", "::ffff:192.0.2.3", "2001:DB8::fe"]
 flows = st.builds(
-    lambda host, proto, second, octets, packets, rate: raw_record(
+    lambda host, proto, second, octets, packets, rate, exporter: raw_record(
         src_addr=host,
         dst_addr="2001:db8::99" if ":" in host and "ffff" not in host else "198.51.100.1",
         proto=proto,
@@ -25,6 +26,7 @@ flows = st.builds(
         bytes=octets,
         packets=packets,
         sampling_rate=rate,
+        sampler_address=exporter,
         time_received_ns=HOUR.end_ns,
     ),
     st.sampled_from(HOSTS),
@@ -33,6 +35,7 @@ flows = st.builds(
     st.integers(0, 2**44),
     st.integers(1, 2**20),
     st.sampled_from([0, 1, 16]),
+    st.sampled_from(EXPORTERS),
 )
 COUNTS = itertools.count()
 
@@ -67,6 +70,7 @@ def test_summary_totals_equal_elasticsearch_aggregations(tmp_path, es_client, in
         aggs={
             "top_source": {"terms": {"field": "source.ip", "size": 50}, "aggs": sums},
             "transport": {"terms": {"field": "network.transport", "size": 50}, "aggs": sums},
+            "exporter": {"terms": {"field": "observer.ip", "size": 50}, "aggs": sums},
             "minute": {
                 "date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "format": "yyyy-MM-dd'T'HH:mmX"},
                 "aggs": sums,
@@ -74,7 +78,7 @@ def test_summary_totals_equal_elasticsearch_aggregations(tmp_path, es_client, in
         },
     )
     summary = summarize(table, HOUR).to_pylist()
-    for kind in ("top_source", "transport", "minute"):
+    for kind in ("top_source", "transport", "exporter", "minute"):
         ours = {r["key"]: (r["flows"], r["bytes"], r["packets"]) for r in summary if r["kind"] == kind}
         assert ours == _buckets(response, kind), kind
     es_client.indices.delete(index=index)

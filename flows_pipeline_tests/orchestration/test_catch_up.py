@@ -32,9 +32,9 @@ NOW = START + timedelta(hours=1, minutes=30)
 SETTINGS = CatchUpSettings(window_hours=1, grace=timedelta(0), backoff=timedelta(minutes=10))
 
 
-def exporter_file(root, exporter: str, minute: int, flows: int) -> None:
-    """`flows` GoFlow2 records of one exporter, in a file named for minute `minute` of the hour."""
-    t0 = int(START.timestamp()) * SECOND + minute * 60 * SECOND
+def exporter_file(root, exporter: str, minute: int, flows: int, start: datetime = START) -> None:
+    """`flows` GoFlow2 records of one exporter, in a file named for minute `minute` of the hour at `start`."""
+    t0 = int(start.timestamp()) * SECOND + minute * 60 * SECOND
     lines = [
         goflow2(
             i,
@@ -47,7 +47,7 @@ def exporter_file(root, exporter: str, minute: int, flows: int) -> None:
     ]
     folder = root / exporter
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"goflow2-{START:%Y%m%d%H}{minute:02d}.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / f"goflow2-{start:%Y%m%d%H}{minute:02d}.jsonl").write_text("\n".join(lines) + "\n")
 
 
 def decisions(project, source_env: dict[str, str], now=NOW):

@@ -53,6 +53,8 @@ def test_materialized_hour_is_searchable_exactly_once_and_round_trips(materializ
         "no_duplicate_documents": True,
         "every_record_accounted_for": True,
         "summary_agrees_with_index": True,
+        "exporters_reporting": True,  # the synthetic hour's exporters, and no earlier hour to miss
+        "hour_volume": True,
     }
 
     for row_number in (0, 7_777, 19_999):

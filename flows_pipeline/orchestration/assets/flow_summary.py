@@ -1,8 +1,12 @@
 """`flow_summary`: the hour at a glance, as a table and as documents of the summary index."""
 
+from collections.abc import Iterator
+
+import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     Backoff,
@@ -14,13 +18,27 @@ from dagster import (
 )
 
 from flows_pipeline.errors import TerminalError
-from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, index_totals, summary_totals
+from flows_pipeline.es.summary_index import (
+    ensure_summary_index,
+    index_summary,
+    index_totals,
+    summary_history,
+    summary_totals,
+)
+from flows_pipeline.exporter_health import (
+    ExporterHealthSettings,
+    SummaryHistory,
+    history_hours,
+    judge_volume,
+    silent_exporters,
+)
+from flows_pipeline.hour import Hour
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.assets.flow_index import flow_index
 from flows_pipeline.orchestration.assets.flow_table import FLOW_TABLE
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
-from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage
+from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowSource, FlowStorage
 from flows_pipeline.tables.row_groups import write_table
 from flows_pipeline.tables.summary import summarize
 
@@ -35,6 +53,27 @@ SUMMARY_AGREES_WITH_INDEX = AssetCheckSpec(
     ),
 )
 
+# Warnings, not gates: an hour with a silent exporter or few flows is still what arrived, and is
+# published as it is; the checks tell the operator where to look (exporter_health.py).
+EXPORTERS_REPORTING = AssetCheckSpec(
+    "exporters_reporting",
+    asset="flow_summary",
+    partitions_def=hourly_partitions,
+    description=(
+        "Every exporter (observer.ip) that sent flows in the previous FLOWS_EXPORTER_LOOKBACK_HOURS hours sent some "
+        "in this one; warns naming the silent ones and when each was last seen."
+    ),
+)
+HOUR_VOLUME = AssetCheckSpec(
+    "hour_volume",
+    asset="flow_summary",
+    partitions_def=hourly_partitions,
+    description=(
+        "The hour's flows are at least FLOWS_MIN_HOUR_VOLUME_FRACTION of the same hour's median over the previous "
+        "7 days (judged with 3 or more of them in the summary index); warns below."
+    ),
+)
+
 
 class SummaryDisagreesError(TerminalError):
     """The hour's summary and its published flows have different totals (or the hour is not published)."""
@@ -45,16 +84,17 @@ class SummaryDisagreesError(TerminalError):
     group_name="flows",
     kinds={"parquet", "elasticsearch"},
     deps=[FLOW_TABLE.key, flow_index],
-    check_specs=[SUMMARY_AGREES_WITH_INDEX],
+    check_specs=[SUMMARY_AGREES_WITH_INDEX, EXPORTERS_REPORTING, HOUR_VOLUME],
     owners=OWNERS,
     tags=TAGS,
     code_version=CODE_VERSION,
     # transient faults only (a blocked or busy node): terminal ones fail at once (failures.py)
     retry_policy=RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
 )
-def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: FlowsElasticsearch):
-    """Top talkers (source, destination), top destination ports, transport totals, flows per minute;
-    written only when its totals agree with the hour's published flows."""
+def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: FlowsElasticsearch, source: FlowSource):
+    """Top talkers (source, destination), top destination ports, transport totals, flows per exporter and
+    minute; written only when its totals agree with the hour's published flows. Then the hour is judged
+    against the summaries of the hours before it: silent exporters and a small hour warn."""
     with retry_only_transient_errors(context, "indexing the hour's summary"):
         hour = partition_hour(context.partition_key)
         summary = summarize(storage.table_path("flow_table", hour), hour)
@@ -81,9 +121,18 @@ def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: Flows
         index = es.layout.summary_index
         ensure_summary_index(client, index, es.replicas)
         documents = index_summary(client, index, hour, summary)
-    top = summary.filter(pc.equal(summary["kind"], "top_source")).slice(0, 5).to_pylist()
+        exporters = _rows(summary, "exporter")
+        health = source.exporter_health()
+        history = summary_history(client, index, history_hours(hour, health))  # earlier hours only
+        yield from _exporter_health_checks(hour, exporters, history, health, mine.flows)
+    top = _rows(summary, "top_source")[:5]
     yield MaterializeResult(
         metadata={
+            "exporters": len(exporters),
+            "flows_by_exporter": MetadataValue.md(
+                "| observer.ip | flows | bytes |\n|---|---:|---:|\n"
+                + "\n".join(f"| {r['key']} | {r['flows']:,} | {r['bytes']:,} |" for r in exporters)
+            ),
             "summary_rows": summary.num_rows,
             "summary_documents": documents,
             "summary_index": index,
@@ -93,4 +142,39 @@ def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: Flows
                 + "\n".join(f"| {r['key']} | {r['bytes']:,} | {r['flows']:,} |" for r in top)
             ),
         }
+    )
+
+
+def _rows(summary: pa.Table, kind: str) -> list[dict]:
+    return summary.filter(pc.equal(summary["kind"], kind)).to_pylist()
+
+
+def _exporter_health_checks(
+    hour: Hour, exporters: list[dict], history: SummaryHistory, health: ExporterHealthSettings, flows: int
+) -> Iterator[AssetCheckResult]:
+    """The two warnings of exporter_health.py as check results."""
+    silent = silent_exporters(hour, {r["key"]: r["flows"] for r in exporters}, history, health)
+    yield AssetCheckResult(
+        check_name=EXPORTERS_REPORTING.name,
+        passed=not silent,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "exporters": len(exporters),
+            "silent_exporters": len(silent),
+            "silent": ", ".join(map(str, silent))
+            + (
+                f": no flow from them in {hour.key}. Check the exporter's export config and the collector's "
+                "listener for it; a file that arrives late is loaded by the catch-up sensor"
+                if silent
+                else f"none: every exporter of the previous {health.lookback_hours} hours sent flows"
+            ),
+        },
+    )
+    volume = judge_volume(hour, flows, history, health)
+    yield AssetCheckResult(
+        check_name=HOUR_VOLUME.name,
+        passed=not volume.too_low,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"flows": flows, "volume": str(volume)}
+        | ({"usual_flows": round(volume.usual)} if volume.usual is not None else {}),
     )

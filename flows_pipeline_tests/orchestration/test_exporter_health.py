@@ -1,0 +1,140 @@
+"""Exporter health: four exporters report at 05:00, one goes silent at 06:00. The hour is loaded and
+published as it arrived, and flow_summary's two warnings say what is missing. Real runs of the
+assets against the real node; the history is what the summary index holds."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+from dagster import AssetCheckSeverity
+
+from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, summary_history
+from flows_pipeline.exporter_health import (
+    ExporterHealthSettings,
+    SummaryHistory,
+    judge_volume,
+    same_hours_before,
+    silent_exporters,
+)
+from flows_pipeline.hour import Hour, hour_of
+from flows_pipeline.tables.summary import SUMMARY_SCHEMA
+from flows_pipeline_tests.orchestration.test_catch_up import exporter_file
+from flows_pipeline_tests.support import step_failures
+
+EXPORTERS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::fe"]
+FIVE, SIX = hour_of("2021-10-28-05:00"), hour_of("2021-10-28-06:00")
+SETTINGS = ExporterHealthSettings(lookback_hours=3, min_volume_fraction=0.5)
+
+
+def summary_rows(hour: Hour, flows_by_exporter: dict[str, int]) -> pa.Table:
+    """A summary as flow_summary writes one: a row per exporter, and the hour's flows as one transport."""
+    rows = [
+        {"hour": hour.key, "kind": "exporter", "key": ip, "rank": rank, "flows": n, "bytes": n, "packets": n}
+        for rank, (ip, n) in enumerate(sorted(flows_by_exporter.items()), start=1)
+    ]
+    total = sum(flows_by_exporter.values())
+    rows.append(
+        {
+            "hour": hour.key,
+            "kind": "transport",
+            "key": "udp",
+            "rank": 1,
+            "flows": total,
+            "bytes": total,
+            "packets": total,
+        }
+    )
+    return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
+
+
+def checks(result) -> dict[str, object]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published(project, es_client, tmp_path):
+    root = tmp_path / "collector"
+    env = {"FLOWS_SOURCE": "goflow2", "FLOWS_SOURCE_ROOT": str(root)}
+    for n, exporter in enumerate(EXPORTERS):
+        exporter_file(root, exporter, 10 * n, 100 + n, start=FIVE.start)
+    five = project.materialize_in_process(FIVE.key, extra_env=env)
+    assert five.success, step_failures(five)
+    first = checks(five)
+    assert first["exporters_reporting"].passed, "no earlier hour: nobody to miss"
+    assert (
+        first["hour_volume"].passed
+        and "not judged: 0 of the previous 7 days" in first["hour_volume"].metadata["volume"].text
+    )
+    [summary] = five.asset_materializations_for_node("flow_summary")
+    assert summary.metadata["exporters"].value == 4
+    assert "| 2001:db8::fe | 103 |" in summary.metadata["flows_by_exporter"].value
+
+    # the same hour on three earlier days carried 10,000 flows each
+    index = f"summary-{project.env['FLOWS_INDEX_PREFIX']}"
+    for day in same_hours_before(SIX)[:3]:
+        index_summary(es_client, index, day, summary_rows(day, {ip: 2_500 for ip in EXPORTERS}))
+    for n, exporter in enumerate(EXPORTERS[:3]):  # 2001:db8::fe sends nothing at 06:00
+        exporter_file(root, exporter, 10 * n, 100, start=SIX.start)
+    six = project.materialize_in_process(SIX.key, extra_env=env)
+    assert six.success, step_failures(six)  # warnings: the hour is what arrived, and is published
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{SIX.label}"
+    assert es_client.count(index=alias)["count"] == 300
+
+    reporting, volume = checks(six)["exporters_reporting"], checks(six)["hour_volume"]
+    assert not reporting.passed and reporting.severity == AssetCheckSeverity.WARN
+    assert reporting.metadata["silent_exporters"].value == 1
+    silent = reporting.metadata["silent"].text
+    assert silent.startswith(f"2001:db8::fe (last seen {FIVE.key}: 103 flows): no flow from them in {SIX.key}"), silent
+    assert not volume.passed and volume.severity == AssetCheckSeverity.WARN
+    assert volume.metadata["usual_flows"].value == 10_000
+    assert "300 flows, 3% of the same hour's median over the previous 3 days (10,000)" in volume.metadata["volume"].text
+    assert checks(six)["summary_agrees_with_index"].passed
+
+    # the silent exporter's hour is in the summary index as an absence, which the next hour reads
+    history = summary_history(es_client, index, [SIX, FIVE])
+    assert history.exporters[SIX.key] == {ip: 100 for ip in EXPORTERS[:3]}
+    assert history.exporters[FIVE.key]["2001:db8::fe"] == 103
+    assert history.flows == {SIX.key: 300, FIVE.key: 406}
+
+
+def test_history_of_a_missing_summary_index_is_empty(es_client, index_prefix):
+    assert summary_history(es_client, f"summary-{index_prefix}-none", [SIX]) == SummaryHistory({}, {})
+
+
+def test_summary_history_reads_past_one_page_of_exporters(es_client, index_prefix):
+    index = f"summary-{index_prefix}-many"
+    ensure_summary_index(es_client, index, replicas=0)
+    many = {f"10.9.{i // 250}.{i % 250}": 1 for i in range(12_000)}  # beyond a search's 10,000 hits
+    index_summary(es_client, index, FIVE, summary_rows(FIVE, many))
+    history = summary_history(es_client, index, [FIVE])
+    assert len(history.exporters[FIVE.key]) == 12_000 and history.flows[FIVE.key] == 12_000
+    es_client.indices.delete(index=index)
+
+
+def test_an_exporter_is_silent_only_if_seen_within_the_lookback():
+    history = SummaryHistory(
+        exporters={
+            hour_of("2021-10-28-05:00").key: {"192.0.2.1": 10, "192.0.2.2": 0},
+            hour_of("2021-10-28-03:00").key: {"192.0.2.3": 7, "192.0.2.1": 99},
+            hour_of("2021-10-28-02:00").key: {"192.0.2.4": 5},  # beyond 3 hours: long gone, not newly silent
+        },
+        flows={},
+    )
+    silent = silent_exporters(SIX, {"192.0.2.5": 1}, history, SETTINGS)
+    assert [(s.observer_ip, s.last_seen, s.flows_then) for s in silent] == [
+        ("192.0.2.1", "2021-10-28-05:00", 10),  # its latest sighting
+        ("192.0.2.3", "2021-10-28-03:00", 7),
+    ]
+    assert silent_exporters(SIX, {"192.0.2.1": 1, "192.0.2.3": 1}, history, SETTINGS) == []
+
+
+def test_volume_is_judged_against_the_median_of_the_same_hour_with_three_days_or_more():
+    days = same_hours_before(SIX)
+    assert [d.start for d in days] == [SIX.start - timedelta(days=n) for n in range(1, 8)]
+    two = SummaryHistory(exporters={}, flows={days[0].key: 1000, days[1].key: 1000})
+    assert judge_volume(SIX, 1, two, SETTINGS).usual is None and not judge_volume(SIX, 1, two, SETTINGS).too_low
+    three = SummaryHistory(exporters={}, flows={days[0].key: 1000, days[3].key: 10, days[6].key: 1200})
+    assert judge_volume(SIX, 499, three, SETTINGS).too_low  # median 1000: an outlier day does not pull it down
+    assert not judge_volume(SIX, 500, three, SETTINGS).too_low
+    off = ExporterHealthSettings(lookback_hours=3, min_volume_fraction=0)
+    assert not judge_volume(SIX, 0, three, off).too_low and "check is off" in str(judge_volume(SIX, 0, three, off))
