@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from flows_pipeline.orchestration.alert_sensors import (
+    flows_check_warnings_sensor,
     flows_credentials_expiry_sensor,
     flows_late_hours_sensor,
     flows_run_failure_alert_sensor,
@@ -35,6 +36,7 @@ defs = Definitions(
         flows_run_failure_alert_sensor,
         flows_late_hours_sensor,
         flows_credentials_expiry_sensor,
+        flows_check_warnings_sensor,
     ],
     # also the executor of `dagster asset materialize` and of materializations from the UI
     executor=flows_executor,

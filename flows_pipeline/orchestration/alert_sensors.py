@@ -9,6 +9,9 @@
   (es/credentials_expiry.py): one message per credential when it comes within
   FLOWS_EXPIRY_WARN_DAYS (14), again at 7, 3, 1 and 0 days, and once a day while the cluster
   refuses the credentials (expired, revoked), in the cluster's words.
+- `flows_check_warnings` (Dagster's `run_status_sensor` on success): one message per run that
+  succeeded with failed checks, the warnings that do not stop an hour (exporter health: a silent
+  exporter, an hour far below its usual volume), naming the hour, each check and what it found.
 - `flows_late_hours`: every minute, the hours of the catch-up window still unpublished at their
   deadline (source lag + FLOWS_FRESHNESS_MARGIN_MINUTES after they closed, the freshness
   policy's): one message per hour, naming its latest run and state; more than MAX_ALERTS_PER_TICK
@@ -16,7 +19,7 @@
   them. An hour alerted late that is published afterwards gets one "published late" message. The
   cursor holds the alerted hours of the window.
 
-Both start RUNNING when alerts are configured (FLOWS_ALERT_WEBHOOK, or FLOWS_ALERT_SMTP_HOST with
+All start RUNNING when alerts are configured (FLOWS_ALERT_WEBHOOK, or FLOWS_ALERT_SMTP_HOST with
 FLOWS_ALERT_EMAIL_TO), STOPPED otherwise. A delivery that fails after its retries fails the tick
 (shown on the sensor's page, with the receiver's answer); a run status sensor moves on from that
 run, the late-hour sensor tries again next tick.
@@ -29,13 +32,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from dagster import (
+    AssetCheckEvaluation,
     DagsterEvent,
+    DagsterEventType,
     DagsterRun,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
+    TextMetadataValue,
     run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 from dagster._core.storage.tags import PARTITION_NAME_TAG, WILL_RETRY_TAG
@@ -127,6 +136,57 @@ def build_run_failure_alert_sensor(settings: AlertSettings):
         context.log.info(f"{alert.summary}: sent to {', '.join(deliver(alert, settings))}")
 
     return flows_run_failure_alert
+
+
+def check_warnings_alert(
+    run: DagsterRun, evaluations: Sequence[AssetCheckEvaluation], settings: AlertSettings
+) -> Alert | None:
+    """The alert for a run that succeeded with failed (warning) checks, or None when every check passed."""
+    failed = [e for e in evaluations if not e.passed]
+    if not failed:
+        return None
+    hour = run.tags.get(PARTITION_NAME_TAG)
+    # each check words what it found in its text metadata (the counts beside it are for the UI's plots)
+    found = [
+        f"{e.check_name} on {e.asset_key.to_user_string()}: "
+        + "; ".join(v.value for v in e.metadata.values() if isinstance(v, TextMetadataValue))
+        for e in failed
+    ]
+    names = sorted({e.check_name for e in failed})
+    return Alert(
+        event="checks_warned",
+        summary=f"{'hour ' + hour if hour else 'run ' + run.job_name} loaded with warnings: {', '.join(names)}",
+        error="\n".join(found),
+        advice="the hour is published as it arrived; each finding above says where to look",
+        hour=hour,
+        asset=", ".join(sorted({e.asset_key.to_user_string() for e in failed})),
+        run_id=run.run_id,
+        link=settings.run_link(run.run_id),
+    )
+
+
+def run_check_evaluations(context: RunStatusSensorContext) -> list[AssetCheckEvaluation]:
+    records = context.instance.all_logs(context.dagster_run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    return [record.dagster_event.event_specific_data for record in records]
+
+
+def build_check_warnings_alert_sensor(settings: AlertSettings):
+    @run_status_sensor(
+        name="flows_check_warnings",
+        run_status=DagsterRunStatus.SUCCESS,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING if settings.configured else DefaultSensorStatus.STOPPED,
+        description=(
+            f"Tells {_channels(settings)} of each run that succeeded with failed warning checks (exporter health: a "
+            "silent exporter, a small hour)."
+        ),
+    )
+    def flows_check_warnings(context: RunStatusSensorContext):
+        alert = check_warnings_alert(context.dagster_run, run_check_evaluations(context), settings)
+        if alert is not None:
+            context.log.info(f"{alert.summary}: sent to {', '.join(deliver(alert, settings))}")
+
+    return flows_check_warnings
 
 
 def late_alert(history: HourHistory, deadline: datetime, settings: AlertSettings) -> Alert:
@@ -305,3 +365,4 @@ _settings = alert_settings()
 flows_run_failure_alert_sensor = build_run_failure_alert_sensor(_settings)
 flows_late_hours_sensor = build_late_hours_sensor(_settings, catch_up_settings(), freshness_margin_minutes())
 flows_credentials_expiry_sensor = build_credentials_expiry_sensor(_settings)
+flows_check_warnings_sensor = build_check_warnings_alert_sensor(_settings)

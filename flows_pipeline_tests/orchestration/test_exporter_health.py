@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyarrow as pa
-from dagster import AssetCheckSeverity
+from dagster import AssetCheckSeverity, DagsterEventType, build_run_status_sensor_context
 
+from flows_pipeline.alerts import alert_settings
 from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, summary_history
 from flows_pipeline.exporter_health import (
     ExporterHealthSettings,
@@ -18,7 +19,9 @@ from flows_pipeline.exporter_health import (
     silent_exporters,
 )
 from flows_pipeline.hour import Hour, hour_of
+from flows_pipeline.orchestration.alert_sensors import build_check_warnings_alert_sensor
 from flows_pipeline.tables.summary import SUMMARY_SCHEMA
+from flows_pipeline_tests.alert_receivers import WebhookReceiver
 from flows_pipeline_tests.orchestration.test_catch_up import exporter_file
 from flows_pipeline_tests.support import step_failures
 
@@ -50,6 +53,21 @@ def summary_rows(hour: Hour, flows_by_exporter: dict[str, int]) -> pa.Table:
 
 def checks(result) -> dict[str, object]:
     return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def tell_check_warnings(project, run_id: str, webhook: WebhookReceiver) -> None:
+    """One evaluation of flows_check_warnings for the run, as the daemon makes it once the run succeeded."""
+    sensor = build_check_warnings_alert_sensor(alert_settings({"FLOWS_ALERT_WEBHOOK": webhook.url}))
+    with project.instance() as instance:
+        [success] = instance.all_logs(run_id, of_type=DagsterEventType.RUN_SUCCESS)
+        sensor(
+            build_run_status_sensor_context(
+                sensor_name="flows_check_warnings",
+                dagster_event=success.dagster_event,
+                dagster_instance=instance,
+                dagster_run=instance.get_run_by_id(run_id),
+            )
+        )
 
 
 def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published(project, es_client, tmp_path):
@@ -89,6 +107,18 @@ def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published
     assert volume.metadata["usual_flows"].value == 10_000
     assert "300 flows, 3% of the same hour's median over the previous 3 days (10,000)" in volume.metadata["volume"].text
     assert checks(six)["summary_agrees_with_index"].passed
+
+    # told once, by the alert sensor for succeeded runs; the 05:00 run, all checks passed, not at all
+    with WebhookReceiver() as webhook:
+        tell_check_warnings(project, five.run_id, webhook)
+        assert webhook.bodies == []
+        tell_check_warnings(project, six.run_id, webhook)
+    [body] = webhook.bodies
+    assert body["metadata"]["event_type"] == "flows_checks_warned"
+    title = f"flows_pipeline: hour {SIX.key} loaded with warnings: exporters_reporting, hour_volume"
+    assert body["text"].startswith(title)
+    assert f"exporters_reporting on flow_summary: 2001:db8::fe (last seen {FIVE.key}: 103 flows)" in body["text"]
+    assert "hour_volume on flow_summary: 300 flows, 3% of the same hour's median" in body["text"]
 
     # the silent exporter's hour is in the summary index as an absence, which the next hour reads
     history = summary_history(es_client, index, [SIX, FIVE])
