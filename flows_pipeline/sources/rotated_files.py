@@ -9,21 +9,35 @@ other hours found in them are sorted out later (and counted), never read twice i
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from flows_pipeline.errors import TerminalError
+from flows_pipeline.errors import TerminalError, TransientError
 from flows_pipeline.hour import Hour
 
-# YYYYMMDDhhmm anywhere in the name: nfcapd.202110280305, goflow2-202110280300.jsonl, ...
-_STAMP = re.compile(r"(?<!\d)(\d{12})(?!\d)")
+# The stamp of every name nfcapd and compatible collectors write, anywhere in the name:
+#   nfcapd.202110280305          minute rotation (nfcapd -t 60 and up)
+#   nfcapd.20211028030530        sub-minute rotation adds the seconds (phaag/nfdump#347)
+#   nfcapd.202110280305+0100     nfcapd -Z adds the collector's UTC offset (phaag/nfdump#5)
+#   goflow2-202110280300.jsonl   GoFlow2 and CSV files named the same way
+# A stamp without an offset is UTC (nfcapd's default, and what the README asks of collectors).
+_STAMP = re.compile(r"(?<!\d)(\d{12})(\d{2})?([+-]\d{4})?(?!\d)")
 
 
 class NoFlowFilesError(TerminalError):
     """No file holds the hour (or the source folder is missing): nothing to read."""
+
+
+class UnplacedFileError(TerminalError):
+    """A file named as the source's files are, whose name gives no time: it cannot be put in any hour."""
+
+
+class FileStillWrittenError(TransientError):
+    """A file the hour's window claims is still being written or copied: read later, it is complete."""
 
 
 @dataclass(frozen=True)
@@ -33,34 +47,43 @@ class FlowFile:
 
 
 def arrival_time(path: Path) -> datetime | None:
+    """When the file's flows started arriving, in UTC, from its name; None if the name has no valid stamp."""
     match = _STAMP.search(path.name)
     if not match:
         return None
+    minute, seconds, offset = match.groups()
     try:
-        return datetime.strptime(match.group(1), "%Y%m%d%H%M").replace(tzinfo=UTC)
+        moment = datetime.strptime(minute + (seconds or "00") + (offset or "+0000"), "%Y%m%d%H%M%S%z")
     except ValueError:
         return None
+    return moment.astimezone(UTC)
 
 
 def is_in_progress(path: Path) -> bool:
-    """A file still being written: nfcapd.current.<pid>, or a hidden temporary file."""
+    """A file still being written: nfcapd.current.<pid>, or a hidden temporary file (rsync, scp)."""
     return ".current" in path.name or path.name.startswith(".")
+
+
+def _is_format(name: str, suffixes: tuple[str, ...]) -> bool:
+    """Named as the format's files are: nfcapd.* for nfcapd (suffixes ("",)), else by suffix."""
+    name = name.lstrip(".")
+    return name.startswith("nfcapd.") if suffixes == ("",) else name.endswith(suffixes)
+
+
+def _source_files(root: Path) -> Iterator[Path]:
+    if not root.is_dir():
+        raise NoFlowFilesError(f"flow source folder {root} does not exist; check FLOWS_SOURCE_ROOT")
+    return (path for path in root.rglob("*") if path.is_file())
 
 
 def flow_files(root: Path, suffixes: tuple[str, ...]) -> Iterator[FlowFile]:
     """Every finished file of the format under `root` (any sub-folder layout) whose name has a stamp.
 
     `suffixes` selects the format's files (".jsonl", ".csv"); for nfcapd it is ("",) and the
-    name must start with "nfcapd.".
+    name must start with "nfcapd.". Files named otherwise are told by `scan_folder`.
     """
-    if not root.is_dir():
-        raise NoFlowFilesError(f"flow source folder {root} does not exist; check FLOWS_SOURCE_ROOT")
-    for path in root.rglob("*"):
-        if not path.is_file() or is_in_progress(path):
-            continue
-        if suffixes == ("",) and not path.name.startswith("nfcapd."):
-            continue
-        if suffixes != ("",) and not path.name.endswith(suffixes):
+    for path in _source_files(root):
+        if is_in_progress(path) or not _is_format(path.name, suffixes):
             continue
         arrived = arrival_time(path)
         if arrived is not None:
@@ -72,7 +95,68 @@ def holds_hour(flow_file: FlowFile, hour: Hour, lag: timedelta) -> bool:
     return hour.start <= flow_file.arrived_from < hour.end + lag
 
 
+@dataclass
+class FolderScan:
+    """The source folder as one hour sees it: every file is the hour's, another hour's, or told why not."""
+
+    claimed: list[FlowFile] = field(default_factory=list)  # the hour's finished files, oldest first
+    other_hours: int = 0  # finished files of the format that other hours' windows claim
+    still_written: dict[str, str] = field(default_factory=dict)  # path -> why it may hold the hour
+    in_progress: list[str] = field(default_factory=list)  # being written, but only later arrivals
+    unplaced: dict[str, str] = field(default_factory=dict)  # format's name, no usable time -> reason
+    other_names: list[str] = field(default_factory=list)  # not the format's files (.nfstat, README, ...)
+
+
+def scan_folder(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> FolderScan:
+    """Sort every file under `root` for `hour`: nothing in the folder goes untold.
+
+    A file being written (nfcapd.current.<pid>) holds what arrived since its folder's latest
+    finished file was rotated (that file's stamp plus the folder's rotation interval, the smallest
+    gap between its stamps); it may hold the hour's flows if that is before the window's end, and
+    always when the interval cannot be told (fewer than two finished files). A hidden temporary
+    file with a stamp (a copy in progress) may hold the hour when its stamp lies in the window.
+    """
+    scan = FolderScan()
+    finished: dict[Path, list[datetime]] = {}
+    current: list[Path] = []
+    window_end = hour.end + lag
+    for path in _source_files(root):
+        if not _is_format(path.name, suffixes):
+            scan.other_names.append(str(path))
+            continue
+        arrived = arrival_time(path)
+        if ".current" in path.name:
+            current.append(path)
+        elif path.name.startswith("."):
+            if arrived is not None and hour.start <= arrived < window_end:
+                scan.still_written[str(path)] = (
+                    f"a copy in progress (hidden) of a file stamped {arrived:%Y-%m-%d %H:%M:%S} UTC"
+                )
+            else:
+                scan.in_progress.append(str(path))
+        elif arrived is None:
+            scan.unplaced[str(path)] = "its name has no valid time stamp (YYYYMMDDhhmm[ss][+-hhmm])"
+        else:
+            finished.setdefault(path.parent, []).append(arrived)
+            if holds_hour(FlowFile(path, arrived), hour, lag):
+                scan.claimed.append(FlowFile(path, arrived))
+            else:
+                scan.other_hours += 1
+    for path in current:
+        stamps = sorted(set(finished.get(path.parent, [])))
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        since = stamps[-1] + min(gaps) if gaps else None
+        if since is not None and since >= window_end:
+            scan.in_progress.append(str(path))
+        elif datetime.fromtimestamp(path.stat().st_mtime, UTC) < hour.start:
+            scan.in_progress.append(str(path))  # last written before the hour: none of its flows
+        else:
+            start = f"from about {since:%H:%M:%S} UTC" if since else "since a time its folder does not tell"
+            scan.still_written[str(path)] = f"still being written by the collector, holding what arrived {start}"
+    scan.claimed.sort(key=lambda f: (f.arrived_from, str(f.path)))
+    return scan
+
+
 def files_for_hour(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> list[FlowFile]:
     """The finished files under `root` that can hold `hour`'s flows, oldest first (see flow_files)."""
-    found = [f for f in flow_files(root, suffixes) if holds_hour(f, hour, lag)]
-    return sorted(found, key=lambda f: (f.arrived_from, str(f.path)))
+    return scan_folder(root, hour, lag, suffixes).claimed

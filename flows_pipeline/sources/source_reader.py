@@ -22,7 +22,13 @@ from flows_pipeline.hour import Hour
 from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
 from flows_pipeline.sources.records import BadFlowFileError, Received, csv_records, goflow2_records
-from flows_pipeline.sources.rotated_files import NoFlowFilesError, files_for_hour
+from flows_pipeline.sources.rotated_files import (
+    FileStillWrittenError,
+    NoFlowFilesError,
+    UnplacedFileError,
+    files_for_hour,
+    scan_folder,
+)
 from flows_pipeline.sources.synthetic import synthetic_batches
 from flows_pipeline.sources.time_units import TimeUnit
 
@@ -55,6 +61,10 @@ class SourceReport:
 
     files: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    # the rest of the source folder, so that no file in it goes untold (rotated_files.scan_folder)
+    other_hours: int = 0  # the format's finished files of other hours
+    in_progress: list[str] = field(default_factory=list)  # being written, holding only later arrivals
+    other_names: list[str] = field(default_factory=list)  # not named as the format's files are
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,25 @@ def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_
     if settings.root is None:
         raise ConfigurationError(f"the {settings.kind} source needs a folder: set FLOWS_SOURCE_ROOT")
     suffixes, reader = FILE_FORMATS[settings.kind]
-    files = files_for_hour(settings.root, hour, settings.lag, suffixes)
+    scan = scan_folder(settings.root, hour, settings.lag, suffixes)
+    if scan.still_written:
+        path, why = next(iter(scan.still_written.items()))
+        raise FileStillWrittenError(
+            f"{path} may hold flows of hour {hour.key} and is {why}; "
+            + (f"and {len(scan.still_written) - 1} more such files; " if len(scan.still_written) > 1 else "")
+            + "the hour is read once it is finished (the run is retried; the catch-up sensor requests it again)"
+        )
+    if scan.unplaced and not settings.skip_bad_files:
+        path, why = next(iter(scan.unplaced.items()))
+        raise UnplacedFileError(
+            f"{path}: {why}, so no hour can claim it (nor can {hour.key}); rename it with the time its flows "
+            "arrived (UTC, or with its offset) or move it out of FLOWS_SOURCE_ROOT; FLOWS_BAD_FILES=skip reports "
+            "such files and goes on"
+            + (f" ({len(scan.unplaced) - 1} more such files)" if len(scan.unplaced) > 1 else "")
+        )
+    report.skipped |= scan.unplaced
+    report.other_hours, report.in_progress, report.other_names = scan.other_hours, scan.in_progress, scan.other_names
+    files = scan.claimed
     if not files and not settings.empty_hour_ok:
         last = hour.end + settings.lag
         raise NoFlowFilesError(

@@ -3,11 +3,12 @@
 The hours run in process (the assets and resources of the code location, Dagster's in-process
 executor): what is tested is how the source is read, not the CLI (test_pipeline's)."""
 
+import os
 import re
 import shutil
 import subprocess
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -59,7 +60,10 @@ def nfcapd_root(tmp_path_factory) -> Path:
     assert made.returncode == 0, made.stderr
     files = sorted(root.rglob("nfcapd.2*"))
     assert files and all(f.parent.relative_to(root).parts == ("2021", "10", "28") for f in files)
-    shutil.copy(files[0], files[0].parent / "nfcapd.current.4242")  # must never be read
+    # left by a collector that died at 03:05 (last written then): must never be read
+    current = files[0].parent / "nfcapd.current.4242"
+    shutil.copy(files[0], current)
+    os.utime(current, (T0 + 300, T0 + 300))
     return root
 
 
@@ -224,3 +228,84 @@ def test_a_block_with_an_odd_record_is_read_record_by_record(nfcapd_root, field,
     assert nfdump_batch([texts[0], odd, *texts[2:]], str(path), 1) is None
     received = nfdump_received(str(path), 2, odd)
     assert (received.reason is None) if reason is None else (reason in received.reason)
+
+
+def renamed_copy(nfcapd_root: Path, tmp_path: Path, rename) -> Path:
+    """The nfcapd files in a flat folder, each named by `rename(its UTC time)`, mtimes kept."""
+    root = tmp_path / "renamed"
+    root.mkdir()
+    for path in sorted(nfcapd_root.rglob("nfcapd.2*")):
+        moment = datetime.strptime(path.name[len("nfcapd.") :], "%Y%m%d%H%M").replace(tzinfo=UTC)
+        shutil.copy2(path, root / rename(moment))
+    return root
+
+
+@pytest.mark.parametrize(
+    "rename",
+    [
+        pytest.param(lambda t: f"nfcapd.{(t + timedelta(hours=1)):%Y%m%d%H%M}+0100", id="nfcapd -Z, east of UTC"),
+        pytest.param(lambda t: f"nfcapd.{(t - timedelta(hours=5)):%Y%m%d%H%M}-0500", id="nfcapd -Z, west of UTC"),
+        pytest.param(lambda t: f"nfcapd.{t:%Y%m%d%H%M}05", id="sub-minute rotation, with seconds"),
+    ],
+)
+def test_every_name_nfcapd_writes_puts_its_file_in_the_hour_of_its_time(
+    project, es_client, nfcapd_root, tmp_path, rename
+):
+    expected = nfdump_flows_by_hour(nfcapd_root)["2021-10-28-03:00"]
+    root = renamed_copy(nfcapd_root, tmp_path, rename)
+    done = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
+    assert done.success, step_failures(done)
+    alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of('2021-10-28-03:00').label}"
+    assert es_totals(es_client, alias) == expected
+    raw = latest_metadata(project, "raw_flows")
+    assert raw["files_read"] + raw["files_of_other_hours"] == len(list(root.iterdir()))
+
+
+def test_a_file_no_hour_can_claim_fails_the_run_by_name_or_is_reported_and_nothing_is_silently_passed_over(
+    project, es_client, nfcapd_root, tmp_path
+):
+    root = tmp_path / "flows"
+    shutil.copytree(nfcapd_root, root)
+    folder = next(root.rglob("nfcapd.2*")).parent
+    unplaced = folder / "nfcapd.2021102803"  # a stamp cut short: no hour can be told
+    shutil.copy(next(root.rglob("nfcapd.2*")), unplaced)
+    (folder / ".nfstat").write_text("nfcapd's statistics file\n")  # not a flow file: reported, not read
+
+    failed = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
+    assert not failed.success
+    assert f"{unplaced}: its name has no valid time stamp" in step_failures(failed)
+    # least of all would an hour be published empty past it
+    empty = project.materialize_in_process(
+        "2021-10-28-09:00", extra_env=nfcapd_env(project, root, FLOWS_EMPTY_HOUR="empty")
+    )
+    assert not empty.success and str(unplaced) in step_failures(empty)
+
+    skipped = project.materialize_in_process(
+        "2021-10-28-03:00", extra_env=nfcapd_env(project, root, FLOWS_BAD_FILES="skip")
+    )
+    assert skipped.success, step_failures(skipped)
+    raw = latest_metadata(project, "raw_flows")
+    assert raw["files_skipped"] == 1 and str(unplaced) in raw["skipped_files"]
+    assert raw["files_not_of_the_source"] == 1 and raw["other_files"] == [str(folder / ".nfstat")]
+    assert raw["files_in_progress"] == [str(folder / "nfcapd.current.4242")]
+    assert raw["files_read"] + raw["files_of_other_hours"] == len(list(root.rglob("nfcapd.2*"))) - 1
+
+
+def test_a_file_still_being_written_within_the_window_fails_the_run_as_transient(
+    project, es_client, nfcapd_root, tmp_path
+):
+    root = tmp_path / "flows"
+    shutil.copytree(nfcapd_root, root)
+    finished = sorted(root.rglob("nfcapd.2*"))
+    for late in finished:  # the collector is at 03:10: the files after it are not written yet
+        if late.name > "nfcapd.202110280310":
+            late.unlink()
+    current = finished[0].parent / "nfcapd.current.4242"
+    os.utime(current)  # being written now, holding what arrived from 03:15 on
+    failed = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
+    assert not failed.success
+    text = step_failures(failed)
+    assert f"{current} may hold flows of hour 2021-10-28-03:00 and is still being written" in text, text
+    assert "from about 03:15:00 UTC" in text
+    with project.instance() as instance:
+        assert instance.get_run_by_id(failed.run_id).tags.get("flows/failure_kind") == "transient"

@@ -50,7 +50,12 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
             row_group_rows=storage.row_group_rows,
         )
     for path, problem in report.skipped.items():
-        context.log.warning(f"skipped unreadable file {path}: {problem}")
+        context.log.warning(f"skipped file {path}: {problem}")
+    if report.other_names:
+        context.log.info(
+            f"{len(report.other_names)} files in the source folder are not {settings.kind} files and were not read: "
+            + ", ".join(report.other_names[:5])
+        )
     return MaterializeResult(
         metadata={
             **table_metadata(stats.rows, RAW_FLOW_SCHEMA, RAW_COLUMNS),
@@ -60,6 +65,11 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
             "files_read": len(report.files),
             "files_skipped": len(report.skipped),
             "skipped_files": MetadataValue.json(report.skipped),
+            # the rest of the folder, told: nothing in it is passed over silently
+            "files_of_other_hours": report.other_hours,
+            "files_in_progress": MetadataValue.json(report.in_progress[:50]),
+            "files_not_of_the_source": len(report.other_names),
+            "other_files": MetadataValue.json(report.other_names[:50]),
             "table": MetadataValue.path(str(storage.table_path("raw_flows", hour))),
             **file_set_metadata(files),
         }
