@@ -6,6 +6,7 @@
 #   stop     stop the cluster by its PID (fast shutdown: open sessions are ended, not waited for)
 #   status   is it running, and on which port
 #   env      the DAGSTER_PG_* exports deploy/dagster.yaml reads:  eval "$(scripts/postgres.sh env)"
+#   createdb NAME   another database of the Dagster user (the tests give each instance its own)
 #
 # The cluster lives in PG_DIR (.pg/, git-ignored): data/, postgres.log, postgres.pid, the socket,
 # and the Dagster user's password (random, made once, in PG_DIR/password). It listens on
@@ -118,6 +119,15 @@ SQL
   echo "postgres.sh: database $DB of user $DB_USER (password in $PASSWORD_FILE)"
 }
 
+createdb() {  # $1 = database name: letters, digits and _ only
+  [[ "${1:-}" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "postgres.sh: createdb NAME ([a-z_][a-z0-9_]*)" >&2; exit 2; }
+  BIN="$(find_bindir)"
+  running_pid >/dev/null || { echo "postgres.sh: not running (scripts/postgres.sh up)" >&2; exit 1; }
+  "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U "$(superuser)" -d postgres \
+    -c "CREATE DATABASE \"$1\" OWNER \"$DB_USER\""
+  echo "postgres.sh: database $1 of user $DB_USER"
+}
+
 stop() {
   local pid
   if ! pid="$(running_pid)"; then echo "postgres.sh: not running"; rm -f "$PID_FILE"; return; fi
@@ -149,5 +159,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   env) env_exports ;;
-  *) echo "usage: scripts/postgres.sh up|stop|status|env" >&2; exit 2 ;;
+  createdb) createdb "${2:-}" ;;
+  *) echo "usage: scripts/postgres.sh up|stop|status|env|createdb NAME" >&2; exit 2 ;;
 esac
