@@ -130,7 +130,9 @@ def test_the_environment_example_names_every_variable_of_the_readme_and_of_the_i
     assert documented, "no variables found in the README's configuration table"
     assert documented - LOCAL_ONLY - set(example) == set()
     instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
-    pg_vars = {field["env"] for field in instance["storage"]["postgres"]["postgres_db"].values()}
+    postgres_db = instance["storage"]["postgres"]["postgres_db"]
+    pg_vars = {field["env"] for field in postgres_db.values() if isinstance(field, dict)}
+    assert postgres_db["scheme"] == "postgresql+psycopg2"  # SQLAlchemy 2.1's default driver is psycopg 3
     assert pg_vars == {f"DAGSTER_PG_{name}" for name in ("HOST", "PORT", "DB", "USERNAME", "PASSWORD")}
     assert pg_vars <= {key for key, _ in example.items()}
     assert set(DATA_ENV) <= set(example)  # commented: the units set them
