@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup system-packages es-up es-down es-status demo test test-unit ui lint bench bench-quick clean-data
+.PHONY: setup system-packages es-up es-down es-status pg-up pg-down pg-status demo test test-unit ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 setup: $(VENV)/.installed system-packages
 
-# Debian packages the tests use: nfdump (nfcapd files; nfpcapd makes them from a pcap) and
-# Chromium (the UI test; Playwright's own browser download cannot work offline). Installed when
-# missing and we may (root); otherwise the tests that need them say what is missing.
-DEBIAN_PACKAGES := nfdump chromium
+# Debian packages the tests use: nfdump (nfcapd files; nfpcapd makes them from a pcap), Chromium
+# (the UI test; Playwright's own browser download cannot work offline) and PostgreSQL (the
+# production instance's tests start a cluster of their own with scripts/postgres.sh; Debian's
+# package also starts a system cluster on 5432, which nothing here uses). Installed when missing
+# and we may (root); otherwise the tests that need them say what is missing.
+DEBIAN_PACKAGES := nfdump chromium postgresql
 system-packages:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
@@ -37,6 +39,16 @@ es-down:
 
 es-status:
 	scripts/es.sh status
+
+# PostgreSQL for a Dagster instance on deploy/dagster.yaml: its own cluster in .pg/ on PG_PORT (5433)
+pg-up:
+	scripts/postgres.sh up
+
+pg-down:
+	scripts/postgres.sh stop
+
+pg-status:
+	scripts/postgres.sh status
 
 # The three most recent closed hours (or HOURS="2021-10-28-00:00 2021-10-28-01:00"), then what landed.
 demo: setup es-up

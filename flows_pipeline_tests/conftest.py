@@ -1,14 +1,16 @@
-"""Shared fixtures: the real Elasticsearch (never a stand-in), and isolated Dagster/table homes.
+"""Shared fixtures: the real Elasticsearch (never a stand-in), isolated Dagster/table homes, and
+the suite's own PostgreSQL for the production instance (deploy/dagster.yaml).
 
 Tests that use a fixture which needs the node are marked `elasticsearch` here, so that
 `pytest -m "not elasticsearch"` runs all the others without one. Tests on the extra nodes that
 scripts/es.sh starts for them (a secured node, three nodes, another major) are marked `cluster`
-too: `pytest -m "not cluster"` leaves them out.
+too: `pytest -m "not cluster"` leaves them out. Tests on PostgreSQL are marked `postgres`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,12 @@ from elasticsearch import Elasticsearch
 from flows_pipeline.errors import FlowsError
 from flows_pipeline.es.connection import connect
 from flows_pipeline_tests.nodes import ThreeNodes
-from flows_pipeline_tests.support import Project, connection_settings, make_project
+from flows_pipeline_tests.postgres import TEST_CLUSTER, OwnPostgres, missing_tool, postgres_bindir
+from flows_pipeline_tests.support import Project, connection_settings, free_port, make_project
 
-NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "dagster_ui"})
+NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "pg_project", "dagster_ui"})
 NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
+NEEDS_POSTGRES = frozenset({"own_postgres", "pg_project"})
 
 
 def _three_node_tests(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -32,6 +36,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if NEEDS_CLUSTER & fixtures:
             item.add_marker(pytest.mark.cluster)
+        if NEEDS_POSTGRES & fixtures:
+            item.add_marker(pytest.mark.postgres)
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
         if (NEEDS_ELASTICSEARCH | NEEDS_CLUSTER) & fixtures or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
@@ -64,6 +70,26 @@ def index_prefix(es_client: Elasticsearch):
 @pytest.fixture
 def project(tmp_path: Path, index_prefix: str) -> Project:
     return make_project(tmp_path, index_prefix)
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[OwnPostgres]:
+    """The suite's PostgreSQL cluster (scripts/postgres.sh, .pg/test, a free port), fresh each
+    session and stopped at its end. Without PostgreSQL's binaries: skipped, but failed in CI."""
+    if postgres_bindir() is None:
+        missing_tool("PostgreSQL (initdb, pg_ctl)")
+    cluster = OwnPostgres.up(TEST_CLUSTER, free_port())
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_project(tmp_path: Path, index_prefix: str, own_postgres: OwnPostgres) -> Project:
+    """`project`, with its DAGSTER_HOME the production instance (deploy/dagster.yaml) on a fresh
+    database of the suite's PostgreSQL."""
+    project = make_project(tmp_path, index_prefix)
+    project.env |= own_postgres.dagster_home(project.home)
+    return project
 
 
 _LAST_THREE_NODE_TEST: list[pytest.Item] = []

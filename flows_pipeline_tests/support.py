@@ -116,7 +116,9 @@ class Project:
             )
 
     def instance(self) -> DagsterInstance:
-        return DagsterInstance.from_config(str(self.home))
+        # in this project's environment: the production instance reads its connection (DAGSTER_PG_*) then
+        with mock.patch.dict(os.environ, self.env):
+            return DagsterInstance.from_config(str(self.home))
 
     def latest_run_id(self) -> str:
         with self.instance() as instance:

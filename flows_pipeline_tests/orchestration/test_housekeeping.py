@@ -1,12 +1,14 @@
 """Dagster's own data stays bounded over a simulated season of real runs, and the retention job
 never records anything for the hours it keeps: a failed hour stays failed, a published one keeps
-its one materialization. Real runs of the assets in process, on the project's SQLite instance."""
+its one materialization. Real runs of the assets in process, on the project's SQLite instance
+(the retention job's also on the production instance, PostgreSQL)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance, DagsterRunStatus
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import TickStatus
@@ -63,7 +65,11 @@ def test_a_season_of_runs_keeps_dagster_home_bounded_and_kept_hours_untouched(pr
     print(f"dagster_home after each day: {[round(s / 1024) for s in sizes]} KiB; runs kept {runs_kept}")
 
 
-def test_the_retention_job_leaves_a_failed_hour_failed_and_records_nothing_for_kept_hours(project):
+@pytest.mark.parametrize("home", ["project", pytest.param("pg_project", marks=pytest.mark.postgres)])
+def test_the_retention_job_leaves_a_failed_hour_failed_and_records_nothing_for_kept_hours(home, request):
+    """On SQLite (dagster_home/) and on the production instance (deploy/, PostgreSQL): the expired
+    hour's run is deleted with its materializations, the kept ones are untouched."""
+    project = request.getfixturevalue(home)
     project.env |= {"FLOWS_SYNTHETIC_ROWS": "300"}
     expired, published, failed = (hour_of(key) for key in ("2021-11-01-01:00", "2021-11-03-01:00", "2021-11-03-02:00"))
     for hour in (expired, published):

@@ -1,5 +1,6 @@
 """Slots of runs whose process is gone are freed; a live run's slots, or a run this host cannot
-judge, never are (no Elasticsearch, no daemon: a real SQLite instance and real processes)."""
+judge, never are (no Elasticsearch, no daemon: real processes, and each test on both shipped
+instances: dagster_home/dagster.yaml on SQLite and deploy/dagster.yaml on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,16 @@ from flows_pipeline_tests.support import PROJECT
 LOG = logging.getLogger(__name__)
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
-    """The shipped instance configuration, in a fresh DAGSTER_HOME, with room for every test run."""
-    shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def instance(request, tmp_path: Path, monkeypatch) -> Iterator[DagsterInstance]:
+    """A shipped instance configuration in a fresh DAGSTER_HOME (and, on PostgreSQL, a fresh
+    database, its connection in the environment for the test's whole length, as the units give
+    it), with room for every test run."""
+    if request.param == "postgres":
+        for key, value in request.getfixturevalue("own_postgres").dagster_home(tmp_path).items():
+            monkeypatch.setenv(key, value)
+    else:
+        shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         instance.event_log_storage.set_concurrency_slots(ES_BULK_POOL, 20)
         yield instance
@@ -178,9 +185,12 @@ def test_the_hand_command_frees_one_named_run_or_every_dead_run_of_this_host(ins
     assert instance.get_run_by_id(dead).status == instance.get_run_by_id(elsewhere).status == DagsterRunStatus.FAILURE
 
 
-def test_a_run_of_an_earlier_boot_holding_the_whole_pool_lets_the_next_hour_complete(project, es_client):
+@pytest.mark.parametrize("home", ["project", pytest.param("pg_project", marks=pytest.mark.postgres)])
+def test_a_run_of_an_earlier_boot_holding_the_whole_pool_lets_the_next_hour_complete(home, request, es_client):
     """The issue's reboot: a run recorded on this host under an earlier boot holds both slots of
-    the shipped pool; the next hour's CLI run marks it failed, takes the slots and publishes."""
+    the shipped pool; the next hour's CLI run marks it failed, takes the slots and publishes.
+    On SQLite (dagster_home/) and on the production instance (deploy/, PostgreSQL)."""
+    project = request.getfixturevalue(home)
     with project.instance() as instance:
         assert instance.event_log_storage.get_concurrency_info(ES_BULK_POOL).slot_count == 0  # not yet set
         instance.event_log_storage.set_concurrency_slots(ES_BULK_POOL, 2)  # dagster.yaml's default_limit
