@@ -5,6 +5,13 @@ nfdump prints each flow as a pretty-printed JSON object. A block of its output (
 that any check fails is parsed again record by record in Python, so a bad record still gets its
 own reason and number in the quarantine, exactly as before. The Python path alone read ~87,000
 flows a second, 13x slower than nfdump prints them; with Arrow, ~190,000 (bench/RESULTS.md).
+
+Counters: nfdump keeps what an exporter sent as in_bytes/in_packets (NetFlow fields 1/2, IPFIX
+octetDeltaCount) and out_bytes/out_packets (fields 23/24: an egress-only template, a "monitor
+output" or ng_netflow export, where in_* are 0; or a bidirectional record's reverse direction).
+A flow's bytes and packets are their sum, so an egress-only flow is never indexed as 0 bytes and a
+bidirectional one counts both directions, as ECS's network.bytes does. (An exporter that sends both
+fields for the same packets, seen at ingress and at egress, would be counted twice: none is known.)
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ READ_BYTES = 1 << 20
 NFDUMP_JSON_SCHEMA = pa.schema(
     [(name, pa.string()) for name in ("first", "last", "received", "src4_addr", "src6_addr", "dst4_addr", "dst6_addr")]
     + [(name, pa.int64()) for name in ("src_port", "dst_port", "proto", "in_bytes", "in_packets")]
+    + [(name, pa.int64()) for name in ("out_bytes", "out_packets")]
     + [("tcp_flags", pa.string()), ("ip4_router", pa.string()), ("ip6_router", pa.string())]
     + [(name, pa.int64()) for name in ("input_snmp", "output_snmp", "icmp_type", "icmp_code", "src_vlan")]
     + [(name, pa.string()) for name in ("in_src_mac", "in_dst_mac", "out_dst_mac")]
@@ -109,6 +117,10 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
         flows = table.combine_chunks().to_batches()[0]
         col = flows.column
         start_ns, end_ns, received_ns = (_time_ns(col(name)) for name in ("first", "last", "received"))
+        octets, packets = (
+            pc.add_checked(col(f"in_{counter}"), pc.fill_null(col(f"out_{counter}"), 0))
+            for counter in ("bytes", "packets")
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     addresses = [col(name) for name in ("src4_addr", "src6_addr", "dst4_addr", "dst6_addr", "ip4_router", "ip6_router")]
@@ -139,8 +151,8 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             pc.cast(col("src_port"), pa.int32()),
             pc.cast(col("dst_port"), pa.int32()),
             pc.cast(col("proto"), pa.int32()),
-            col("in_bytes"),
-            col("in_packets"),
+            octets,
+            packets,
             functools.reduce(pc.add, bits),
             pc.coalesce(col("ip4_router"), col("ip6_router")),
             pa.nulls(n, pa.int64()),  # nfdump's JSON has no sampling rate
@@ -189,6 +201,21 @@ def _nfdump_time_ns(value: object) -> int | None:
     return round(moment.timestamp() * 1000) * NS_PER_MS
 
 
+def _in_and_out(record: dict, counter: str) -> object:
+    """in_<counter> plus out_<counter>, as the Arrow path adds them; a value that is no number is
+    passed on for coerce() to reject, naming the field."""
+    inward, outward = record.get(f"in_{counter}"), record.get(f"out_{counter}")
+    if outward is None:
+        return inward
+    if not _is_int(outward):
+        return outward
+    return inward + outward if _is_int(inward) else inward
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _from_nfdump(record: dict) -> dict:
     """An nfdump JSON flow record with the raw schema's (GoFlow2) field names."""
     return {
@@ -200,8 +227,8 @@ def _from_nfdump(record: dict) -> dict:
         "src_port": record.get("src_port"),
         "dst_port": record.get("dst_port"),
         "proto": record.get("proto"),
-        "bytes": record.get("in_bytes"),
-        "packets": record.get("in_packets"),
+        "bytes": _in_and_out(record, "bytes"),
+        "packets": _in_and_out(record, "packets"),
         "tcp_flags": record.get("tcp_flags"),
         "sampler_address": record.get("ip4_router") or record.get("ip6_router"),
         "in_if": record.get("input_snmp"),
