@@ -19,13 +19,22 @@ from pathlib import Path
 from flows_pipeline.errors import TerminalError, TransientError
 from flows_pipeline.hour import Hour
 
-# The stamp of every name nfcapd and compatible collectors write, anywhere in the name:
+# The stamp of every name nfcapd writes, anywhere in the name:
 #   nfcapd.202110280305          minute rotation (nfcapd -t 60 and up)
 #   nfcapd.20211028030530        sub-minute rotation adds the seconds (phaag/nfdump#347)
 #   nfcapd.202110280305+0100     nfcapd -Z adds the collector's UTC offset (phaag/nfdump#5)
-#   goflow2-202110280300.jsonl   GoFlow2 and CSV files named the same way
-# A stamp without an offset is UTC (nfcapd's default, and what the README asks of collectors).
-_STAMP = re.compile(r"(?<!\d)(\d{12})(\d{2})?([+-]\d{4})?(?!\d)")
+# nfcapd names a file in its own local time: a stamp without an offset is read as UTC, so the
+# README asks collectors to run with TZ=UTC, or with -Z, whose offset is read here.
+_NFCAPD_STAMP = re.compile(
+    r"(?<!\d)(?P<minute>\d{12})(?P<seconds>\d{2})?(?:(?P<sign>[+-])(?P<hh>\d{2})(?P<mm>\d{2}))?(?!\d)"
+)
+# GoFlow2 and CSV files are named by minute, in UTC (goflow2-202110280300.jsonl): whatever
+# follows the stamp is part of the name, never an offset or seconds
+_MINUTE_STAMP = re.compile(r"(?<!\d)(?P<minute>\d{12})(?!\d)")
+_MAX_OFFSET = timedelta(hours=14)  # the widest UTC offset in use (UTC+14:00, Kiribati)
+_STAMP_FORMS = {True: "YYYYMMDDhhmm[ss][+-hhmm]", False: "YYYYMMDDhhmm"}
+# rsync writes a copy as .<name>.<6 random characters>, then renames it to <name>
+_RSYNC_TEMPORARY = re.compile(r"\.[A-Za-z0-9]{6}$")
 
 
 class NoFlowFilesError(TerminalError):
@@ -46,17 +55,30 @@ class FlowFile:
     arrived_from: datetime
 
 
+def _is_nfcapd(name: str) -> bool:
+    return name.lstrip(".").startswith("nfcapd.")
+
+
 def arrival_time(path: Path) -> datetime | None:
-    """When the file's flows started arriving, in UTC, from its name; None if the name has no valid stamp."""
-    match = _STAMP.search(path.name)
+    """When the file's flows started arriving, in UTC, from its name; None if the name has no valid stamp.
+
+    nfcapd names (nfcapd.*) may carry seconds and a UTC offset of at most 14 hours; other names
+    carry the minute only, in UTC.
+    """
+    match = (_NFCAPD_STAMP if _is_nfcapd(path.name) else _MINUTE_STAMP).search(path.name)
     if not match:
         return None
-    minute, seconds, offset = match.groups()
+    stamp = match.groupdict()
     try:
-        moment = datetime.strptime(minute + (seconds or "00") + (offset or "+0000"), "%Y%m%d%H%M%S%z")
+        moment = datetime.strptime(stamp["minute"] + (stamp.get("seconds") or "00"), "%Y%m%d%H%M%S")
     except ValueError:
         return None
-    return moment.astimezone(UTC)
+    if not stamp.get("sign"):
+        return moment.replace(tzinfo=UTC)
+    offset = timedelta(hours=int(stamp["hh"]), minutes=int(stamp["mm"]))
+    if int(stamp["mm"]) >= 60 or offset > _MAX_OFFSET:
+        return None
+    return (moment - offset if stamp["sign"] == "+" else moment + offset).replace(tzinfo=UTC)
 
 
 def is_in_progress(path: Path) -> bool:
@@ -65,9 +87,14 @@ def is_in_progress(path: Path) -> bool:
 
 
 def _is_format(name: str, suffixes: tuple[str, ...]) -> bool:
-    """Named as the format's files are: nfcapd.* for nfcapd (suffixes ("",)), else by suffix."""
-    name = name.lstrip(".")
-    return name.startswith("nfcapd.") if suffixes == ("",) else name.endswith(suffixes)
+    """Named as the format's files are: nfcapd.* for nfcapd (suffixes ("",)), else by suffix.
+
+    A hidden copy in progress counts as its finished name would: .<name>, or rsync's .<name>.XXXXXX.
+    """
+    names = (name.lstrip("."), _RSYNC_TEMPORARY.sub("", name.lstrip("."))) if name.startswith(".") else (name,)
+    if suffixes == ("",):
+        return any(n.startswith("nfcapd.") for n in names)
+    return any(n.endswith(suffixes) for n in names)
 
 
 def _source_files(root: Path) -> Iterator[Path]:
@@ -110,11 +137,16 @@ class FolderScan:
 def scan_folder(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> FolderScan:
     """Sort every file under `root` for `hour`: nothing in the folder goes untold.
 
-    A file being written (nfcapd.current.<pid>) holds what arrived since its folder's latest
-    finished file was rotated (that file's stamp plus the folder's rotation interval, the smallest
-    gap between its stamps); it may hold the hour's flows if that is before the window's end, and
-    always when the interval cannot be told (fewer than two finished files). A hidden temporary
-    file with a stamp (a copy in progress) may hold the hour when its stamp lies in the window.
+    A file being written (nfcapd.current.<pid>) holds what arrived since the latest finished file
+    in its folder or below was rotated (nfcapd -S keeps the current file in the base folder and
+    files the finished ones in dated sub-folders): that file's stamp plus the rotation interval,
+    the smallest gap between those stamps (or, with fewer than two, between all stamps under
+    `root`). It may hold the hour's flows if that is before the window's end, and always when
+    no finished file tells. A hidden temporary file with a stamp (a copy in progress) may hold
+    the hour when its stamp lies in the window.
+
+    Raises NoFlowFilesError for a missing folder, FileStillWrittenError when a file being written
+    is rotated while the folder is read (the next attempt sees it finished).
     """
     scan = FolderScan()
     finished: dict[Path, list[datetime]] = {}
@@ -135,7 +167,8 @@ def scan_folder(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...
             else:
                 scan.in_progress.append(str(path))
         elif arrived is None:
-            scan.unplaced[str(path)] = "its name has no valid time stamp (YYYYMMDDhhmm[ss][+-hhmm])"
+            form = _STAMP_FORMS[_is_nfcapd(path.name)]
+            scan.unplaced[str(path)] = f"its name has no valid time stamp ({form}, an offset of at most +-1400)"
         else:
             finished.setdefault(path.parent, []).append(arrived)
             if holds_hour(FlowFile(path, arrived), hour, lag):
@@ -143,18 +176,35 @@ def scan_folder(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...
             else:
                 scan.other_hours += 1
     for path in current:
-        stamps = sorted(set(finished.get(path.parent, [])))
-        gaps = [b - a for a, b in itertools.pairwise(stamps)]
-        since = stamps[-1] + min(gaps) if gaps else None
+        since = _current_since(path.parent, finished)
         if since is not None and since >= window_end:
             scan.in_progress.append(str(path))
-        elif datetime.fromtimestamp(path.stat().st_mtime, UTC) < hour.start:
+        elif _last_written(path) < hour.start:
             scan.in_progress.append(str(path))  # last written before the hour: none of its flows
         else:
             start = f"from about {since:%H:%M:%S} UTC" if since else "since a time its folder does not tell"
             scan.still_written[str(path)] = f"still being written by the collector, holding what arrived {start}"
     scan.claimed.sort(key=lambda f: (f.arrived_from, str(f.path)))
     return scan
+
+
+def _current_since(folder: Path, finished: dict[Path, list[datetime]]) -> datetime | None:
+    """When the file being written in `folder` started: its latest finished file's stamp plus the interval."""
+    below = sorted({t for parent, stamps in finished.items() if parent.is_relative_to(folder) for t in stamps})
+    if not below:
+        return None
+    everywhere = below if len(below) > 1 else sorted({t for stamps in finished.values() for t in stamps})
+    gaps = [b - a for a, b in itertools.pairwise(everywhere)]
+    return below[-1] + min(gaps) if gaps else None
+
+
+def _last_written(path: Path) -> datetime:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except FileNotFoundError:
+        raise FileStillWrittenError(
+            f"{path} was rotated while its folder was read; the next attempt reads the finished file"
+        ) from None
 
 
 def files_for_hour(root: Path, hour: Hour, lag: timedelta, suffixes: tuple[str, ...]) -> list[FlowFile]:

@@ -61,8 +61,9 @@ def nfcapd_root(tmp_path_factory) -> Path:
     assert made.returncode == 0, made.stderr
     files = sorted(root.rglob("nfcapd.2*"))
     assert files and all(f.parent.relative_to(root).parts == ("2021", "10", "28") for f in files)
-    # left by a collector that died at 03:05 (last written then): must never be read
-    current = files[0].parent / "nfcapd.current.4242"
+    # left by a collector that died at 03:05 (last written then): must never be read. With -S,
+    # nfcapd writes the current file in the base folder and files it in YYYY/MM/DD when it rotates
+    current = root / "nfcapd.current.4242"
     shutil.copy(files[0], current)
     os.utime(current, (T0 + 300, T0 + 300))
     return root
@@ -288,7 +289,7 @@ def test_a_file_no_hour_can_claim_fails_the_run_by_name_or_is_reported_and_nothi
     raw = latest_metadata(project, "raw_flows")
     assert raw["files_skipped"] == 1 and str(unplaced) in raw["skipped_files"]
     assert raw["files_not_of_the_source"] == 1 and raw["other_files"] == [str(folder / ".nfstat")]
-    assert raw["files_in_progress"] == [str(folder / "nfcapd.current.4242")]
+    assert raw["files_in_progress"] == [str(root / "nfcapd.current.4242")]
     assert raw["files_read"] + raw["files_of_other_hours"] == len(list(root.rglob("nfcapd.2*"))) - 1
 
 
@@ -301,7 +302,7 @@ def test_a_file_still_being_written_within_the_window_fails_the_run_as_transient
     for late in finished:  # the collector is at 03:10: the files after it are not written yet
         if late.name > "nfcapd.202110280310":
             late.unlink()
-    current = finished[0].parent / "nfcapd.current.4242"
+    current = root / "nfcapd.current.4242"
     os.utime(current)  # being written now, holding what arrived from 03:15 on
     failed = project.materialize_in_process("2021-10-28-03:00", extra_env=nfcapd_env(project, root))
     assert not failed.success
