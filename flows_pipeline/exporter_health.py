@@ -22,6 +22,9 @@ from datetime import timedelta
 
 from flows_pipeline.hour import Hour
 
+# nfdump's stand-in when a record carries no exporter address: not an exporter that can fall silent
+UNKNOWN_EXPORTERS = frozenset({"0.0.0.0", "::"})
+MAX_NAMED_SILENT = 20  # a check's text (and so an alert) names this many silent exporters, then counts the rest
 VOLUME_DAYS = 7  # the same hour of day on this many previous days
 MIN_VOLUME_DAYS = 3  # fewer days of history: too little to call an hour small
 
@@ -68,13 +71,39 @@ class SilentExporter:
 def silent_exporters(
     hour: Hour, current: Mapping[str, int], history: SummaryHistory, settings: ExporterHealthSettings
 ) -> list[SilentExporter]:
-    """Exporters seen in the lookback hours that sent no flow in `hour`, by address."""
+    """Exporters seen in the lookback hours that sent no flow in `hour`, by address.
+
+    The unknown exporter (0.0.0.0 or ::, records without an exporter address) is never one.
+    """
     silent: dict[str, SilentExporter] = {}
     for previous in lookback_hours(hour, settings):  # latest first: the first sighting is the last one
         for observer_ip, flows in history.exporters.get(previous.key, {}).items():
-            if flows > 0 and not current.get(observer_ip) and observer_ip not in silent:
+            known = observer_ip not in UNKNOWN_EXPORTERS
+            if known and flows > 0 and not current.get(observer_ip) and observer_ip not in silent:
                 silent[observer_ip] = SilentExporter(observer_ip, previous.key, flows)
     return [silent[ip] for ip in sorted(silent)]
+
+
+def lookback_with_history(hour: Hour, history: SummaryHistory, settings: ExporterHealthSettings) -> int:
+    """How many of the lookback hours have a summary with exporters: 0 means silence cannot be judged."""
+    return sum(1 for previous in lookback_hours(hour, settings) if history.exporters.get(previous.key))
+
+
+def silent_exporters_text(hour: Hour, silent: list[SilentExporter], judged_hours: int, lookback: int) -> str:
+    """What the exporters_reporting check says: the silent ones (the first MAX_NAMED_SILENT), or why none."""
+    if silent:
+        named = ", ".join(map(str, silent[:MAX_NAMED_SILENT]))
+        more = f" and {len(silent) - MAX_NAMED_SILENT:,} more" if len(silent) > MAX_NAMED_SILENT else ""
+        return (
+            f"{named}{more}: no flow from them in {hour.key}. Check the exporter's export config and the "
+            "collector's listener for it; a file that arrives late is loaded by the catch-up sensor"
+        )
+    if judged_hours == 0:
+        return (
+            f"not judged: none of the previous {lookback} hours has a summary with exporters "
+            "(not loaded yet, empty, or expired)"
+        )
+    return f"none: every exporter of the previous {lookback} hours ({judged_hours} with a summary) sent flows"
 
 
 @dataclass(frozen=True)

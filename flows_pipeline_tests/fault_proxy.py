@@ -93,11 +93,14 @@ def _throttle_every_other_item(answer: bytes) -> bytes:
 
 class FaultProxy:
     """`faults`: what the first matching requests get, in order: an HTTP status, "drop", "errors"
-    or "items-429". `ids` records the document ids each matching request carried."""
+    or "items-429". `ids` records the document ids each request of the path carried."""
 
-    def __init__(self, upstream_url: str, path_contains: str, faults: list[int | str]) -> None:
+    def __init__(
+        self, upstream_url: str, path_contains: str, faults: list[int | str], body_contains: bytes = b""
+    ) -> None:
         self.upstream = urlsplit(upstream_url)
         self.path_contains = path_contains
+        self.body_contains = body_contains  # and, when given, only requests whose body holds it
         self._faults = deque(faults)
         self.injected: list[int | str] = []
         self.ids: list[list[str]] = []
@@ -111,7 +114,7 @@ class FaultProxy:
         with self._lock:
             if self.path_contains in path:
                 self.ids.append([i.decode() for i in re.findall(rb'"_id":"([^"]*)"', body)])
-            if self.path_contains in path and self._faults:
+            if self.path_contains in path and self.body_contains in body and self._faults:
                 fault = self._faults.popleft()
                 self.injected.append(fault)
                 return fault

@@ -85,9 +85,8 @@ def ensure_summary_index(client: Elasticsearch, index: str, replicas: int) -> No
 def index_summary(client: Elasticsearch, index: str, hour: Hour, summary: pa.Table) -> int:
     """Replace the hour's summary documents: ids are hour/kind/key, stale ones are deleted."""
     docs = {f"{hour.key}/{row['kind']}/{row['key']}": row for row in summary.to_pylist()}
-    existing = client.search(index=index, query={"term": {"hour": hour.key}}, size=10_000, _source=False)["hits"][
-        "hits"
-    ]
+    # every earlier document of the hour, however many exporters it had (a search stops at 10,000 hits)
+    existing = scan(client, index=index, query={"query": {"term": {"hour": hour.key}}, "_source": False})
     operations: list[dict] = [{"delete": {"_id": hit["_id"]}} for hit in existing if hit["_id"] not in docs]
     for doc_id, row in docs.items():
         operations += [{"index": {"_id": doc_id}}, {"@timestamp": hour.start.isoformat(), **row}]

@@ -142,7 +142,9 @@ def check_warnings_alert(
     run: DagsterRun, evaluations: Sequence[AssetCheckEvaluation], settings: AlertSettings
 ) -> Alert | None:
     """The alert for a run that succeeded with failed (warning) checks, or None when every check passed."""
-    failed = [e for e in evaluations if not e.passed]
+    # a retried step evaluates its checks again: only each check's latest evaluation counts
+    latest = {(e.asset_key, e.check_name): e for e in evaluations}
+    failed = [e for e in latest.values() if not e.passed]
     if not failed:
         return None
     hour = run.tags.get(PARTITION_NAME_TAG)

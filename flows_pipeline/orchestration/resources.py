@@ -311,13 +311,22 @@ def _from_env(environ: Mapping[str, str], names: dict[str, tuple[str, str]]) -> 
             fields[field_name] = EnvVar(var)
         elif how == "int":
             fields[field_name] = EnvVar.int(var)
-        elif how == "value_int":
-            fields[field_name] = int(environ[var])
-        elif how == "value_float":
-            fields[field_name] = float(environ[var])
+        elif how in ("value_int", "value_float"):
+            fields[field_name] = _number(var, environ[var], int if how == "value_int" else float)
         else:
             fields[field_name] = environ[var]
     return fields
+
+
+def _number(variable: str, text: str, kind: type[int] | type[float]) -> int | float:
+    """`text` as a number; ConfigurationError naming the variable otherwise (not a bare ValueError)."""
+    try:
+        return kind(text)
+    except ValueError:
+        expected = "a whole number" if kind is int else "a number such as 0.5"
+        raise ConfigurationError(
+            f"{variable}={text!r}: expected {expected}; see the README's configuration table"
+        ) from None
 
 
 def index_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:

@@ -7,26 +7,43 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyarrow as pa
-from dagster import AssetCheckSeverity, DagsterEventType, build_run_status_sensor_context
+import pytest
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    DagsterRun,
+    MetadataValue,
+    build_run_status_sensor_context,
+)
+from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from flows_pipeline.alerts import alert_settings
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.es.summary_index import ensure_summary_index, index_summary, summary_history
 from flows_pipeline.exporter_health import (
+    MAX_NAMED_SILENT,
     ExporterHealthSettings,
     SummaryHistory,
     judge_volume,
+    lookback_with_history,
     same_hours_before,
     silent_exporters,
+    silent_exporters_text,
 )
 from flows_pipeline.hour import Hour, hour_of
-from flows_pipeline.orchestration.alert_sensors import build_check_warnings_alert_sensor
+from flows_pipeline.orchestration.alert_sensors import build_check_warnings_alert_sensor, check_warnings_alert
+from flows_pipeline.orchestration.resources import resources_from_env
 from flows_pipeline.tables.summary import SUMMARY_SCHEMA
 from flows_pipeline_tests.alert_receivers import WebhookReceiver
+from flows_pipeline_tests.fault_proxy import FaultProxy
 from flows_pipeline_tests.orchestration.test_catch_up import exporter_file
-from flows_pipeline_tests.support import step_failures
+from flows_pipeline_tests.support import ES_URL, step_failures
 
 EXPORTERS = ["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::fe"]
-FIVE, SIX = hour_of("2021-10-28-05:00"), hour_of("2021-10-28-06:00")
+# a day of its own: the session's summary index holds every test's hours
+FIVE, SIX = hour_of("2021-11-10-05:00"), hour_of("2021-11-10-06:00")
 SETTINGS = ExporterHealthSettings(lookback_hours=3, min_volume_fraction=0.5)
 
 
@@ -80,6 +97,11 @@ def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published
     first = checks(five)
     assert first["exporters_reporting"].passed, "no earlier hour: nobody to miss"
     assert (
+        first["exporters_reporting"]
+        .metadata["silent"]
+        .text.startswith("not judged: none of the previous 3 hours has a summary with exporters")
+    )
+    assert (
         first["hour_volume"].passed
         and "not judged: 0 of the previous 7 days" in first["hour_volume"].metadata["volume"].text
     )
@@ -108,7 +130,7 @@ def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published
     assert "300 flows, 3% of the same hour's median over the previous 3 days (10,000)" in volume.metadata["volume"].text
     assert checks(six)["summary_agrees_with_index"].passed
 
-    # told once, by the alert sensor for succeeded runs; the 05:00 run, all checks passed, not at all
+    # told by the alert sensor for succeeded runs; the 05:00 run, all checks passed, not at all
     with WebhookReceiver() as webhook:
         tell_check_warnings(project, five.run_id, webhook)
         assert webhook.bodies == []
@@ -125,6 +147,18 @@ def test_a_silent_exporter_and_a_small_hour_warn_and_the_hour_is_still_published
     assert history.exporters[SIX.key] == {ip: 100 for ip in EXPORTERS[:3]}
     assert history.exporters[FIVE.key]["2001:db8::fe"] == 103
     assert history.flows == {SIX.key: 300, FIVE.key: 406}
+
+    # a history that cannot be read leaves the hour published and unjudged, saying why
+    with FaultProxy(ES_URL, "/_search", [400], body_contains=b'"kind":["exporter","transport"]') as proxy:
+        again = project.materialize_in_process(SIX.key, extra_env=env | {"ES_URL": proxy.url})
+    assert again.success and proxy.injected == [400], step_failures(again)
+    assert checks(again)["summary_agrees_with_index"].passed
+    for name in ("exporters_reporting", "hour_volume"):
+        unjudged = checks(again)[name]
+        assert not unjudged.passed and unjudged.severity == AssetCheckSeverity.WARN
+        reason = unjudged.metadata["not_judged"].text
+        assert reason.startswith(f"not judged: reading the earlier hours' summaries in {index}"), reason
+        assert "illegal_argument_exception" in reason and "re-materialize flow_summary" in reason
 
 
 def test_history_of_a_missing_summary_index_is_empty(es_client, index_prefix):
@@ -144,18 +178,54 @@ def test_summary_history_reads_past_one_page_of_exporters(es_client, index_prefi
 def test_an_exporter_is_silent_only_if_seen_within_the_lookback():
     history = SummaryHistory(
         exporters={
-            hour_of("2021-10-28-05:00").key: {"192.0.2.1": 10, "192.0.2.2": 0},
-            hour_of("2021-10-28-03:00").key: {"192.0.2.3": 7, "192.0.2.1": 99},
-            hour_of("2021-10-28-02:00").key: {"192.0.2.4": 5},  # beyond 3 hours: long gone, not newly silent
+            hour_of("2021-11-10-05:00").key: {"192.0.2.1": 10, "192.0.2.2": 0},
+            hour_of("2021-11-10-03:00").key: {"192.0.2.3": 7, "192.0.2.1": 99},
+            hour_of("2021-11-10-02:00").key: {"192.0.2.4": 5},  # beyond 3 hours: long gone, not newly silent
         },
         flows={},
     )
     silent = silent_exporters(SIX, {"192.0.2.5": 1}, history, SETTINGS)
     assert [(s.observer_ip, s.last_seen, s.flows_then) for s in silent] == [
-        ("192.0.2.1", "2021-10-28-05:00", 10),  # its latest sighting
-        ("192.0.2.3", "2021-10-28-03:00", 7),
+        ("192.0.2.1", "2021-11-10-05:00", 10),  # its latest sighting
+        ("192.0.2.3", "2021-11-10-03:00", 7),
     ]
     assert silent_exporters(SIX, {"192.0.2.1": 1, "192.0.2.3": 1}, history, SETTINGS) == []
+
+
+def test_the_unknown_exporter_is_never_silent_and_many_silent_ones_are_counted_past_the_named():
+    many = {f"192.0.2.{n}": 5 for n in range(1, 31)} | {"0.0.0.0": 9, "::": 9}
+    history = SummaryHistory(exporters={FIVE.key: many}, flows={})
+    silent = silent_exporters(SIX, {}, history, SETTINGS)
+    assert len(silent) == 30 and not {"0.0.0.0", "::"} & {s.observer_ip for s in silent}
+    assert lookback_with_history(SIX, history, SETTINGS) == 1
+    text = silent_exporters_text(SIX, silent, 1, 3)
+    assert text.count("last seen") == MAX_NAMED_SILENT and " and 10 more: no flow from them in " in text
+    assert silent_exporters_text(SIX, [], 1, 3).startswith("none: every exporter of the previous 3 hours (1 with")
+
+
+def test_a_retried_check_alerts_on_its_latest_evaluation_only():
+    def evaluation(name: str, passed: bool, text: str) -> AssetCheckEvaluation:
+        return AssetCheckEvaluation(
+            asset_key=AssetKey("flow_summary"),
+            check_name=name,
+            passed=passed,
+            metadata={"said": MetadataValue.text(text)},
+            severity=AssetCheckSeverity.WARN,
+        )
+
+    run = DagsterRun(job_name="flows_hourly", run_id="r1", tags={PARTITION_NAME_TAG: SIX.key})
+    settings = alert_settings({})
+    first, retried = evaluation("hour_volume", False, "not judged: busy"), evaluation("hour_volume", True, "fine")
+    assert check_warnings_alert(run, [first, retried], settings) is None
+    silent = [evaluation("exporters_reporting", False, "192.0.2.9 (once)")] * 2
+    alert = check_warnings_alert(run, [*silent, first], settings)
+    assert alert.error.count("192.0.2.9 (once)") == 1 and "hour_volume on flow_summary: not judged" in alert.error
+
+
+def test_exporter_health_settings_that_are_not_numbers_fail_naming_the_variable():
+    for variable in ("FLOWS_EXPORTER_LOOKBACK_HOURS", "FLOWS_MIN_HOUR_VOLUME_FRACTION"):
+        with pytest.raises(ConfigurationError, match=f"{variable}='half': expected a"):
+            resources_from_env({variable: "half"})
 
 
 def test_volume_is_judged_against_the_median_of_the_same_hour_with_three_days_or_more():

@@ -16,8 +16,10 @@ from dagster import (
     RetryPolicy,
     asset,
 )
+from elasticsearch import ApiError, TransportError
 
 from flows_pipeline.errors import TerminalError
+from flows_pipeline.es.cluster_errors import cluster_error
 from flows_pipeline.es.summary_index import (
     ensure_summary_index,
     index_summary,
@@ -30,7 +32,9 @@ from flows_pipeline.exporter_health import (
     SummaryHistory,
     history_hours,
     judge_volume,
+    lookback_with_history,
     silent_exporters,
+    silent_exporters_text,
 )
 from flows_pipeline.hour import Hour
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
@@ -123,8 +127,14 @@ def flow_summary(context: AssetExecutionContext, storage: FlowStorage, es: Flows
         documents = index_summary(client, index, hour, summary)
         exporters = _rows(summary, "exporter")
         health = source.exporter_health()
-        history = summary_history(client, index, history_hours(hour, health))  # earlier hours only
-        yield from _exporter_health_checks(hour, exporters, history, health, mine.flows)
+        try:
+            history = summary_history(client, index, history_hours(hour, health))  # earlier hours only
+        except (ApiError, TransportError) as error:
+            # the hour is summarized and written: a history that cannot be read leaves it unjudged, not failed
+            reason = cluster_error(error, f"reading the earlier hours' summaries in {index}")
+            yield from _unjudged_checks(f"not judged: {reason}; re-materialize flow_summary to judge the hour")
+        else:
+            yield from _exporter_health_checks(hour, exporters, history, health, mine.flows)
     top = _rows(summary, "top_source")[:5]
     yield MaterializeResult(
         metadata={
@@ -154,6 +164,7 @@ def _exporter_health_checks(
 ) -> Iterator[AssetCheckResult]:
     """The two warnings of exporter_health.py as check results."""
     silent = silent_exporters(hour, {r["key"]: r["flows"] for r in exporters}, history, health)
+    judged = lookback_with_history(hour, history, health)
     yield AssetCheckResult(
         check_name=EXPORTERS_REPORTING.name,
         passed=not silent,
@@ -161,13 +172,8 @@ def _exporter_health_checks(
         metadata={
             "exporters": len(exporters),
             "silent_exporters": len(silent),
-            "silent": ", ".join(map(str, silent))
-            + (
-                f": no flow from them in {hour.key}. Check the exporter's export config and the collector's "
-                "listener for it; a file that arrives late is loaded by the catch-up sensor"
-                if silent
-                else f"none: every exporter of the previous {health.lookback_hours} hours sent flows"
-            ),
+            "lookback_hours_with_summary": judged,
+            "silent": silent_exporters_text(hour, silent, judged, health.lookback_hours),
         },
     )
     volume = judge_volume(hour, flows, history, health)
@@ -178,3 +184,11 @@ def _exporter_health_checks(
         metadata={"flows": flows, "volume": str(volume)}
         | ({"usual_flows": round(volume.usual)} if volume.usual is not None else {}),
     )
+
+
+def _unjudged_checks(reason: str) -> Iterator[AssetCheckResult]:
+    """Both warnings, failed with `reason`: the operator sees the hour was not judged, and why."""
+    for check in (EXPORTERS_REPORTING, HOUR_VOLUME):
+        yield AssetCheckResult(
+            check_name=check.name, passed=False, severity=AssetCheckSeverity.WARN, metadata={"not_judged": reason}
+        )
