@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from elasticsearch import Elasticsearch
 
-from flows_pipeline_tests.support import PROJECT, Project
+from flows_pipeline_tests.support import PROJECT, Project, run_script
 
 ES_SH = PROJECT / "scripts" / "es.sh"
 
 
 def es_sh(*args: str) -> str:
     """Run scripts/es.sh with `args`; its output, or a failure with its last lines."""
-    done = subprocess.run(["bash", str(ES_SH), *args], cwd=PROJECT, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"scripts/es.sh {' '.join(args)} failed ({done.returncode}): {done.stderr[-3000:]}")
-    return done.stdout
+    return run_script(ES_SH, *args)
 
 
 @dataclass(frozen=True)

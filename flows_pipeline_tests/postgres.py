@@ -12,14 +12,14 @@ import os
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from dagster import DagsterInstance
 
-from flows_pipeline_tests.support import PROJECT
+from flows_pipeline_tests.support import PROJECT, run_script
 
 PG_SH = PROJECT / "scripts" / "postgres.sh"
 TEST_CLUSTER = PROJECT / ".pg" / "test"
@@ -47,11 +47,7 @@ def missing_tool(what: str) -> None:
 
 def pg_sh(cluster: Path, port: int, *args: str) -> str:
     """Run scripts/postgres.sh on the cluster in `cluster`; its output, or a failure with its last lines."""
-    env = {**os.environ, "PG_DIR": str(cluster), "PG_PORT": str(port)}
-    done = subprocess.run(["bash", str(PG_SH), *args], env=env, capture_output=True, text=True, timeout=180)
-    if done.returncode != 0:
-        raise RuntimeError(f"scripts/postgres.sh {' '.join(args)} failed ({done.returncode}): {done.stderr[-3000:]}")
-    return done.stdout
+    return run_script(PG_SH, *args, env={**os.environ, "PG_DIR": str(cluster), "PG_PORT": str(port)}, timeout=180)
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class OwnPostgres:
 
     cluster: Path
     port: int
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds DAGSTER_PG_PASSWORD: never in a test's report
 
     @classmethod
     def up(cls, cluster: Path, port: int) -> OwnPostgres:

@@ -162,6 +162,19 @@ def indexing_started(es_client, pattern: str) -> bool:
     return stats["_all"]["primaries"].get("indexing", {}).get("index_total", 0) > 0
 
 
+def run_script(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
+    """Run one of the project's scripts (scripts/es.sh, scripts/postgres.sh) with `args` from the
+    project folder; its output, or a RuntimeError with the last lines of what it printed."""
+    done = subprocess.run(
+        ["bash", str(script), *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{script.relative_to(PROJECT)} {' '.join(args)} failed ({done.returncode}): {done.stderr[-3000:]}"
+        )
+    return done.stdout
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, on the loopback interface."""
     with socket.socket() as sock:
