@@ -20,7 +20,7 @@ from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline_tests.support import PROJECT, free_port, make_project, max_overlap, wait_for_dagster_ui
 
 # the six most recent closed hours, as a user backfills them: the UI lists and plots the newest first
-BACKFILL_HOURS = recent_closed_hours(datetime.now(UTC), 6)
+BACKFILL_HOURS = recent_closed_hours(datetime.now(UTC), 5)  # one more than the shipped max_concurrent_runs
 CLI_RANGE = ("2021-10-28-16:00", "2021-10-28-17:00")
 ASSETS = ("raw_flows", "flow_table", "flow_quarantine", "flow_index", "flow_summary")
 SHIPPED_LIMITS = yaml.safe_load((PROJECT / "dagster_home" / "dagster.yaml").read_text())["concurrency"]
@@ -87,7 +87,7 @@ def wait_for_runs(project, partitions: list[str], timeout_s: float) -> list:
     raise AssertionError(f"runs of {partitions} did not finish in {timeout_s} s")
 
 
-def test_ui_backfill_of_six_hours_respects_the_pool_and_run_limits(dagster_ui, es_client):
+def test_ui_backfill_of_five_hours_respects_the_pool_and_run_limits(dagster_ui, es_client):
     project, url = dagster_ui
     params = {
         "partitionNames": BACKFILL_HOURS,
