@@ -81,9 +81,14 @@ def bucket_settings(layout: IndexLayout) -> dict:
 
 
 def ensure_bucket(client: Elasticsearch, layout: IndexLayout, url: str, hour: Hour) -> str:
-    """The hour's bucket index, created (after checking the cluster has room) if it does not exist yet."""
+    """The hour's bucket index, created (after checking the cluster has room) if it does not exist yet.
+
+    A bucket created by an earlier version gets the fields added since (source.bytes, ...): adding
+    fields is all a put-mapping request may do, so a changed type is refused by the cluster, named.
+    """
     bucket = layout.bucket_index(hour)
     if client.indices.exists(index=bucket, expand_wildcards="all"):
+        client.indices.put_mapping(index=bucket, expand_wildcards="all", properties=es_properties())
         return bucket
     check_can_create(client, url, index=bucket, shards=layout.shards, replicas=layout.replicas)
     # the hourly layout's template (priority 100 on <prefix>-*) would otherwise still apply to new indices

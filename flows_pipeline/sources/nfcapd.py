@@ -10,8 +10,10 @@ Counters: nfdump keeps what an exporter sent as in_bytes/in_packets (NetFlow fie
 octetDeltaCount) and out_bytes/out_packets (fields 23/24: an egress-only template, a "monitor
 output" or ng_netflow export, where in_* are 0; or a bidirectional record's reverse direction).
 A flow's bytes and packets are their sum, so an egress-only flow is never indexed as 0 bytes and a
-bidirectional one counts both directions, as ECS's network.bytes does. (An exporter that sends both
-fields for the same packets, seen at ingress and at egress, would be counted twice: none is known.)
+bidirectional one counts both directions, as ECS's network.bytes does. A record with bytes both ways
+is bidirectional: out_* is what the destination sent back (reverse_bytes, ECS destination.bytes); an
+egress-only record's out_* is all the source's. (An exporter that sends both fields for the same
+packets, seen at ingress and at egress, would be counted twice: none is known.)
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             pc.add_checked(col(f"in_{counter}"), pc.fill_null(col(f"out_{counter}"), 0))
             for counter in ("bytes", "packets")
         )
+        # bidirectional: bytes counted both ways; then out_* is what the destination sent back
+        two_way = pc.and_(pc.greater(col("in_bytes"), 0), pc.greater(pc.fill_null(col("out_bytes"), 0), 0))
+        reverse_octets, reverse_packets = (
+            pc.if_else(two_way, col(f"out_{counter}"), pa.scalar(None, pa.int64())) for counter in ("bytes", "packets")
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     addresses = [col(name) for name in ("src4_addr", "src6_addr", "dst4_addr", "dst6_addr", "ip4_router", "ip6_router")]
@@ -153,6 +160,8 @@ def nfdump_batch(texts: list[bytes], source: str, first_number: int) -> pa.Recor
             pc.cast(col("proto"), pa.int32()),
             octets,
             packets,
+            reverse_octets,
+            reverse_packets,
             functools.reduce(pc.add, bits),
             pc.coalesce(col("ip4_router"), col("ip6_router")),
             pa.nulls(n, pa.int64()),  # nfdump's JSON has no sampling rate
@@ -212,6 +221,13 @@ def _in_and_out(record: dict, counter: str) -> object:
     return inward + outward if _is_int(inward) else inward
 
 
+def _reverse(record: dict, counter: str) -> object:
+    """out_<counter> of a bidirectional record (bytes both ways, as the Arrow path tells it); else None."""
+    inward, outward = record.get("in_bytes"), record.get("out_bytes")
+    two_way = _is_int(inward) and _is_int(outward) and inward > 0 and outward > 0
+    return record.get(f"out_{counter}") if two_way else None
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -229,6 +245,8 @@ def _from_nfdump(record: dict) -> dict:
         "proto": record.get("proto"),
         "bytes": _in_and_out(record, "bytes"),
         "packets": _in_and_out(record, "packets"),
+        "reverse_bytes": _reverse(record, "bytes"),
+        "reverse_packets": _reverse(record, "packets"),
         "tcp_flags": record.get("tcp_flags"),
         "sampler_address": record.get("ip4_router") or record.get("ip6_router"),
         "in_if": record.get("input_snmp"),

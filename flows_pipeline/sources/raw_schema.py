@@ -20,6 +20,10 @@ RAW_FLOW_SCHEMA = pa.schema(
         pa.field("proto", pa.int32()),
         pa.field("bytes", pa.int64()),
         pa.field("packets", pa.int64()),
+        # of those, what the destination sent back: bidirectional records only (nfdump's out_* beside
+        # in_*); null for a unidirectional flow, whose counters are all the source's
+        pa.field("reverse_bytes", pa.int64()),
+        pa.field("reverse_packets", pa.int64()),
         pa.field("tcp_flags", pa.int32()),
         pa.field("sampler_address", pa.string()),
         pa.field("sampling_rate", pa.int64()),
@@ -39,8 +43,8 @@ RAW_FLOW_SCHEMA = pa.schema(
 
 TIME_FIELDS = ("time_flow_start_ns", "time_flow_end_ns", "time_received_ns")  # epoch ns
 INT_FIELDS = (
-    "src_port", "dst_port", "proto", "bytes", "packets", "tcp_flags", "sampling_rate", "in_if", "out_if",
-    "icmp_type", "icmp_code", "vlan_id",
+    "src_port", "dst_port", "proto", "bytes", "packets", "reverse_bytes", "reverse_packets", "tcp_flags",
+    "sampling_rate", "in_if", "out_if", "icmp_type", "icmp_code", "vlan_id",
 )  # fmt: skip
 ADDRESS_FIELDS = ("src_addr", "dst_addr", "sampler_address")
 MAC_FIELDS = ("src_mac", "dst_mac")

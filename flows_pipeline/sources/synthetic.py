@@ -114,6 +114,8 @@ def _batch(
         proto,
         flow_bytes,
         packets,
+        pa.nulls(n, pa.int64()),  # unidirectional flows: no reverse direction
+        pa.nulls(n, pa.int64()),
         tcp_flags,
         exporters.take(rng.integers(0, len(exporters), n)),
         np.ones(n, dtype=np.int64),

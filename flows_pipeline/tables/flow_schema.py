@@ -26,6 +26,12 @@ FLOW_TABLE_SCHEMA = pa.schema(
         pa.field("network.iana_number", pa.int16(), nullable=False),
         pa.field("network.bytes", pa.int64(), nullable=False),
         pa.field("network.packets", pa.int64(), nullable=False),
+        # ECS: what each side sent (scaled as above); network.* is their sum. destination.* is known
+        # only from bidirectional records, null otherwise (a unidirectional flow is all the source's)
+        pa.field("source.bytes", pa.int64(), nullable=False),
+        pa.field("source.packets", pa.int64(), nullable=False),
+        pa.field("destination.bytes", pa.int64()),
+        pa.field("destination.packets", pa.int64()),
         pa.field("netflow.tcp_control_bits", pa.int16()),  # null for non-TCP
         pa.field("observer.ip", pa.string(), nullable=False),  # the exporter
         pa.field("observer.ingress.interface.id", pa.int32()),

@@ -222,6 +222,10 @@ def _checks(prepared: _Prepared, options: NormalizeOptions) -> list[tuple[str, p
         ("proto: outside 0-255", _outside(col("proto"), 0, 255)),
         ("bytes: negative", pc.less(col("bytes"), 0)),
         ("packets: negative", pc.less(col("packets"), 0)),
+        ("reverse_bytes: negative", pc.less(col("reverse_bytes"), 0)),
+        ("reverse_packets: negative", pc.less(col("reverse_packets"), 0)),
+        ("reverse_bytes: more than bytes (the flow's both directions)", pc.greater(col("reverse_bytes"), col("bytes"))),
+        ("reverse_packets: more than packets", pc.greater(col("reverse_packets"), col("packets"))),
         ("src_port: outside 0-65535", _outside(col("src_port"), 0, 65535)),
         ("dst_port: outside 0-65535", _outside(col("dst_port"), 0, 65535)),
         ("tcp_flags: outside 0-255 (the TCP header's 8 flag bits)", _outside(col("tcp_flags"), 0, 255)),
@@ -301,8 +305,13 @@ def _to_flow_schema(good: pa.RecordBatch, options: NormalizeOptions) -> pa.Recor
         pc.if_else(pc.match_substring(col("src_addr"), ":"), "ipv6", "ipv4"),
         pc.take(_TRANSPORT_BY_NUMBER, proto),
         pc.cast(proto, pa.int16()),
-        pc.multiply_checked(col("bytes"), rate),
-        pc.multiply_checked(col("packets"), rate),
+        *(pc.multiply_checked(col(counter), rate) for counter in ("bytes", "packets")),
+        # each side's share, scaled the same way: the source's is what the destination did not send
+        *(
+            pc.multiply_checked(pc.subtract(col(counter), pc.fill_null(col(f"reverse_{counter}"), 0)), rate)
+            for counter in ("bytes", "packets")
+        ),
+        *(pc.multiply_checked(col(f"reverse_{counter}"), rate) for counter in ("bytes", "packets")),
         pc.if_else(is_tcp, pc.cast(pc.fill_null(col("tcp_flags"), 0), pa.int16()), pa.scalar(None, pa.int16())),
         pc.fill_null(col("sampler_address"), "0.0.0.0"),
         col("in_if"),

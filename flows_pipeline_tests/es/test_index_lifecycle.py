@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
+import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
@@ -20,6 +21,8 @@ from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.index_lifecycle import (
     AttemptReplacedError,
     LoadAttempt,
+    bucket_mappings,
+    bucket_settings,
     delete_replaced,
     prepare_load,
     publish,
@@ -306,3 +309,21 @@ def test_a_site_template_cannot_change_the_flow_mapping(es_client, index_prefix)
             prepare_load(es_client, layout, ES_URL, hour_of("2021-10-29-03:00"), "tmplrun1", now_ms=1)
     finally:
         es_client.indices.delete_index_template(name=f"{layout.prefix}-site")
+
+
+def test_a_bucket_made_before_the_side_counters_gets_them_and_loads(es_client, index_prefix):
+    layout = index_layout(f"{index_prefix}-older")
+    hour = hour_of("2021-10-28-03:00")
+    older = bucket_mappings()
+    for side in ("source", "destination"):  # as an earlier version created it: no source.bytes and kin
+        for counter in ("bytes", "packets"):
+            del older["properties"][side]["properties"][counter]
+    es_client.indices.create(index=layout.bucket_index(hour), settings=bucket_settings(layout), mappings=older)
+    attempt = prepare_load(es_client, layout, ES_URL, hour, "olderrun", now_ms=time.time_ns() // 1_000_000)
+    fields = es_client.indices.get_mapping(index=attempt.bucket, expand_wildcards="all")[attempt.bucket]["mappings"]
+    assert fields["properties"]["destination"]["properties"]["bytes"] == {"type": "long"}
+    assert fields["dynamic"] == "strict"
+    document = {"flows.attempt": attempt.token, "event.sequence": 0, "@timestamp": hour.start_ms, "source.bytes": 9}
+    body = b'{"index":{"_id":"%s0"}}\n' % attempt.id_prefix.encode() + orjson.dumps(document) + b"\n"
+    sender = BulkSender(es_client, attempt.alias, 1, bulk_retry(0), require_alias=True)
+    assert sender.send(BulkBody(0, 1, body)).failed == 0  # strict mapping: refused without the new field

@@ -20,6 +20,7 @@ from flows_pipeline.es.summary_index import index_totals
 from flows_pipeline.hour import hour_of
 from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
 from flows_pipeline.sources.source_reader import _batches
+from flows_pipeline.tables.normalizer import normalize
 from flows_pipeline_tests.netflow_v9 import Flow, collect, export_packet
 from flows_pipeline_tests.pcap_writer import Packet, write_pcap
 from flows_pipeline_tests.support import free_port, step_failures
@@ -313,21 +314,31 @@ def test_a_file_still_being_written_within_the_window_fails_the_run_as_transient
         assert instance.get_run_by_id(failed.run_id).tags.get("flows/failure_kind") == "transient"
 
 
-def test_egress_only_and_ingress_counters_are_kept_as_the_exporter_sent_them(tmp_path):
+def test_egress_only_ingress_and_bidirectional_counters_are_kept_as_the_exporter_sent_them(tmp_path):
     exported = int(T0) + 600
     ingress = [Flow("192.0.2.1", "198.51.100.1", 40000, 443, 6, {1: 1000, 2: 10})]
     egress = [Flow("192.0.2.5", "198.51.100.5", 40001, 443, 6, {23: 5000, 24: 5})]  # OUT_BYTES/OUT_PKTS only
+    both_ways = [Flow("192.0.2.9", "198.51.100.9", 40002, 443, 6, {1: 700, 2: 7, 23: 300, 24: 3})]
     packets = [
         export_packet(256, [8, 12, 7, 11, 4, 1, 2, 22, 21], ingress, exported, 1),
         export_packet(257, [8, 12, 7, 11, 4, 23, 24, 22, 21], egress, exported, 2),
+        export_packet(258, [8, 12, 7, 11, 4, 1, 2, 23, 24, 22, 21], both_ways, exported, 3),
     ]
     [path] = collect(packets, tmp_path / "flows", free_port())
     texts = [text for block in nfcapd_record_blocks(path) for text in block]
-    assert len(texts) == 2
+    assert len(texts) == 3
     arrow = nfdump_batch(texts, str(path), 1)
     python = _python_path(texts, str(path))
     for batch in (arrow, python):  # both readers agree
         counters = {
-            row["src_addr"]: (row["bytes"], row["packets"]) for row in pa.Table.from_batches([batch]).to_pylist()
+            row["src_addr"]: (row["bytes"], row["packets"], row["reverse_bytes"], row["reverse_packets"])
+            for row in pa.Table.from_batches([batch]).to_pylist()
         }
-        assert counters == {"192.0.2.1": (1000, 10), "192.0.2.5": (5000, 5)}
+        assert counters == {
+            "192.0.2.1": (1000, 10, None, None),
+            "192.0.2.5": (5000, 5, None, None),  # egress-only: the out counters are the source's
+            "192.0.2.9": (1000, 10, 300, 3),  # bytes both ways: out is what the destination sent back
+        }
+    flows = normalize(arrow, hour_of("2021-10-28-03:00")).flows.to_pylist()
+    sides = {f["source.ip"]: (f["source.bytes"], f["destination.bytes"], f["network.bytes"]) for f in flows}
+    assert sides == {"192.0.2.1": (1000, None, 1000), "192.0.2.5": (5000, None, 5000), "192.0.2.9": (700, 300, 1000)}

@@ -165,6 +165,24 @@ def test_sampled_counters_are_scaled_and_portless_protocols_have_no_ports():
     assert flow["netflow.sampling_interval"] == 100
 
 
+def test_each_side_sends_its_own_counters_and_network_counts_both():
+    flows = run(raw(sampling_rate=2), raw(bytes=1500, packets=3, reverse_bytes=400, reverse_packets=1, sampling_rate=2))
+    sides = [
+        {k: f[k] for k in ("network.bytes", "source.bytes", "destination.bytes", "network.packets", "source.packets",
+                           "destination.packets")}
+        for f in flows.flows.to_pylist()
+    ]  # fmt: skip
+    assert sides == [
+        # unidirectional: every byte is the source's; what the destination sent is not in this record
+        {"network.bytes": 3000, "source.bytes": 3000, "destination.bytes": None,
+         "network.packets": 6, "source.packets": 6, "destination.packets": None},
+        {"network.bytes": 3000, "source.bytes": 2200, "destination.bytes": 800,
+         "network.packets": 6, "source.packets": 4, "destination.packets": 2},
+    ]  # fmt: skip
+    bad = run(raw(bytes=100, reverse_bytes=101, reverse_packets=1), raw(reverse_bytes=-1, reverse_packets=0))
+    assert reasons(bad) == ["reverse_bytes: more than bytes (the flow's both directions)", "reverse_bytes: negative"]
+
+
 def test_counters_that_would_overflow_when_scaled_are_quarantined_and_the_rest_kept():
     result = run(
         raw(bytes=2**62, sampling_rate=4),
