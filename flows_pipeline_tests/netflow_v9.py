@@ -1,7 +1,8 @@
 """NetFlow v9 export packets (RFC 3954), for feeding a real nfcapd over loopback UDP in tests.
 
-Only what the tests need: one template per packet and its data records, IPv4, counters and times
-as the exporter's fields say. Times are the exporter's uptime in ms, as RFC 3954 has them.
+Only what the tests need: one template per packet and its data records, IPv4 or IPv6, counters,
+interfaces, VLAN, MACs and times as the exporter's fields say. Times are the exporter's uptime in
+ms, as RFC 3954 has them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ FIELD_LENGTHS = {
     22: 4,  # FIRST_SWITCHED
     23: 4,  # OUT_BYTES
     24: 4,  # OUT_PKTS
+    6: 1,  # TCP_FLAGS
+    10: 4,  # INPUT_SNMP
+    14: 4,  # OUTPUT_SNMP
+    27: 16,  # IPV6_SRC_ADDR
+    28: 16,  # IPV6_DST_ADDR
+    32: 2,  # ICMP_TYPE: type * 256 + code
+    56: 6,  # IN_SRC_MAC
+    57: 6,  # OUT_DST_MAC
+    58: 2,  # SRC_VLAN
+    80: 6,  # IN_DST_MAC
 }
 UPTIME_MS = 10_000_000
 
@@ -38,7 +49,7 @@ class Flow:
     src_port: int
     dst_port: int
     proto: int
-    fields: dict[int, int]  # counter field type -> value, e.g. {23: 5000, 24: 5}
+    fields: dict[int, int]  # other field type -> value, e.g. {23: 5000, 24: 5} (OUT_BYTES, OUT_PKTS)
     first_ago_ms: int = 5_000  # before the packet's export time
     last_ago_ms: int = 1_000
 
@@ -48,6 +59,8 @@ def _value(flow: Flow, field_type: int) -> bytes:
     value = {
         8: int(ipaddress.ip_address(flow.src)),
         12: int(ipaddress.ip_address(flow.dst)),
+        27: int(ipaddress.ip_address(flow.src)),
+        28: int(ipaddress.ip_address(flow.dst)),
         7: flow.src_port,
         11: flow.dst_port,
         4: flow.proto,

@@ -1,10 +1,13 @@
-"""nfcapd files -> raw flow rows, through `nfdump -o json` on a pipe, a block of records at a time.
+"""nfcapd files -> raw flow rows through `nfdump -o json` on a pipe, a block of records at a time:
+the path for what the native reader (nffile.py) does not read itself (compressed files, nfdump
+1.6's layout, values out of the raw schema's range), and the reference it is tested against.
 
 nfdump prints each flow as a pretty-printed JSON object. A block of its output (~1 MiB, about
 1,700 flows) is parsed by Arrow's JSON reader in one call and checked column by column; a block
 that any check fails is parsed again record by record in Python, so a bad record still gets its
-own reason and number in the quarantine, exactly as before. The Python path alone read ~87,000
-flows a second, 13x slower than nfdump prints them; with Arrow, ~190,000 (bench/RESULTS.md).
+own reason and number in the quarantine. The Python path alone read ~87,000 flows a second, 13x
+slower than nfdump prints them; with Arrow, ~190,000; the native reader ~1,000,000
+(bench/RESULTS.md, issue 22).
 
 Counters: nfdump keeps what an exporter sent as in_bytes/in_packets (NetFlow fields 1/2, IPFIX
 octetDeltaCount) and out_bytes/out_packets (fields 23/24: an egress-only template, a "monitor
@@ -67,8 +70,9 @@ def nfcapd_flow_count(path: Path) -> int:
     return int(match.group(1))
 
 
-def nfcapd_record_blocks(path: Path) -> Iterator[list[bytes]]:
-    """The file's flow records as nfdump prints them, one JSON object's text each, a block at a time.
+def nfcapd_record_blocks(path: Path, skip: int = 0) -> Iterator[list[bytes]]:
+    """The file's flow records as nfdump prints them, one JSON object's text each, a block at a time;
+    from record `skip` + 1 on (the records before it were read natively, nffile.py).
 
     nfdump exits 0 even for a truncated or corrupt file (it prints "No matching flows" and an
     error on stderr), so the file is checked twice: nothing on stderr, and as many flows read as
@@ -88,6 +92,9 @@ def nfcapd_record_blocks(path: Path) -> Iterator[list[bytes]]:
             *records, pending = (pending + block).split(b"\n}")
             texts = [record[record.find(b"{") :] + b"}" for record in records if b"{" in record]
             read += len(texts)
+            if skip:
+                skipped = min(skip, len(texts))
+                texts, skip = texts[skipped:], skip - skipped
             if texts:
                 yield texts
         status = nfdump.wait()

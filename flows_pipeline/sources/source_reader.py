@@ -19,7 +19,8 @@ import pyarrow as pa
 
 from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.hour import Hour
-from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
+from flows_pipeline.sources.nfcapd import nfcapd_flow_count, nfcapd_record_blocks, nfdump_batch, nfdump_received
+from flows_pipeline.sources.nffile import NotReadHere, nffile_flow_batches
 from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
 from flows_pipeline.sources.records import BadFlowFileError, Received, csv_records, goflow2_records
 from flows_pipeline.sources.rotated_files import (
@@ -77,9 +78,23 @@ _NO_REJECTS = pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
 
 
 def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
-    """Blocks of nfdump's output that Arrow reads whole, as they are; any other block record by record."""
-    source, number = str(path), 1
-    for texts in nfcapd_record_blocks(path):
+    """The file read natively (nffile.py), block by block; from the first block it cannot read
+    exactly on, through nfdump's JSON: blocks of it that Arrow reads whole as they are, any other
+    block record by record."""
+    expected = nfcapd_flow_count(path)  # before any row is passed on: a bad file can still be skipped
+    read = 0
+    try:
+        for raw in nffile_flow_batches(path):
+            read += raw.num_rows
+            yield ReceivedBatch(raw, _NO_REJECTS)
+    except NotReadHere as why:
+        log.info("%s; nfdump reads it from flow %d on", why, read + 1)
+    else:
+        if read != expected:
+            raise BadFlowFileError(path, f"read {read} flows, but the file's statistics say {expected}")
+        return
+    source, number = str(path), read + 1
+    for texts in nfcapd_record_blocks(path, skip=read):
         raw = nfdump_batch(texts, source, number)
         if raw is None:
             received = (nfdump_received(source, number + i, text) for i, text in enumerate(texts))

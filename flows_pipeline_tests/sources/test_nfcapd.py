@@ -6,6 +6,7 @@ executor): what is tested is how the source is read, not the CLI (test_pipeline'
 import os
 import re
 import shutil
+import struct
 import subprocess
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,9 @@ from dagster import DagsterEventType
 from flows_pipeline.es.summary_index import index_totals
 from flows_pipeline.hour import hour_of
 from flows_pipeline.sources.nfcapd import nfcapd_record_blocks, nfdump_batch, nfdump_received
-from flows_pipeline.sources.source_reader import _batches
+from flows_pipeline.sources.nffile import BLOCK_HEADER, FILE_HEADER, NotReadHere, nffile_flow_batches
+from flows_pipeline.sources.raw_schema import QUARANTINE_SCHEMA, RAW_FLOW_SCHEMA
+from flows_pipeline.sources.source_reader import _batches, _nfcapd_batches
 from flows_pipeline.tables.normalizer import normalize
 from flows_pipeline_tests.netflow_v9 import Flow, collect, export_packet
 from flows_pipeline_tests.pcap_writer import Packet, write_pcap
@@ -342,3 +345,140 @@ def test_egress_only_ingress_and_bidirectional_counters_are_kept_as_the_exporter
     flows = normalize(arrow, hour_of("2021-10-28-03:00")).flows.to_pylist()
     sides = {f["source.ip"]: (f["source.bytes"], f["destination.bytes"], f["network.bytes"]) for f in flows}
     assert sides == {"192.0.2.1": (1000, None, 1000), "192.0.2.5": (5000, None, 5000), "192.0.2.9": (700, 300, 1000)}
+
+
+# NetFlow v9 templates of every element the native reader reads: IPv4 with flags, interfaces,
+# VLAN and MACs; IPv6 with both directions' counters; ICMP and ICMPv6 type/code; egress-only
+V4_FULL = [8, 12, 7, 11, 4, 6, 1, 2, 22, 21, 10, 14, 58, 56, 80, 57]
+V6_BOTH_WAYS = [27, 28, 7, 11, 4, 6, 1, 2, 23, 24, 22, 21, 10, 14]
+ICMP_V4, ICMP_V6 = [8, 12, 4, 32, 1, 2, 22, 21], [27, 28, 4, 32, 1, 2, 22, 21]
+EGRESS_ONLY = [8, 12, 7, 11, 4, 23, 24, 22, 21]
+
+
+@pytest.fixture(scope="module")
+def every_element_file(tmp_path_factory) -> Path:
+    """One nfcapd file, written by a real nfcapd from NetFlow v9, with flows of every shape above."""
+    exported, mac = int(T0) + 600, 0x001122AABBCC
+    shapes = [
+        (V4_FULL, Flow("192.0.2.1", "198.51.100.1", 40000, 443, 6, {6: 0x1B, 1: 1000, 2: 10, 10: 3, 14: 7,
+                                                                     58: 100, 56: mac, 80: mac + 1, 57: mac + 2})),
+        (V6_BOTH_WAYS, Flow("2001:db8::1", "::ffff:192.0.2.7", 5353, 53, 17, {1: 700, 2: 7, 23: 300, 24: 3,
+                                                                                10: 2**31 - 1})),
+        (ICMP_V4, Flow("192.0.2.3", "198.51.100.3", 0, 0, 1, {32: 3 * 256 + 1, 1: 56, 2: 1})),  # unreachable/host
+        (ICMP_V6, Flow("fe80::1", "ff02::1", 0, 0, 58, {32: 128 * 256, 1: 64, 2: 1})),  # echo request
+        (EGRESS_ONLY, Flow("192.0.2.5", "198.51.100.5", 40001, 443, 6, {23: 5000, 24: 5})),
+    ]  # fmt: skip
+    packets = [
+        export_packet(256 + i, template, [flow] * (1 + i), exported, 1 + i) for i, (template, flow) in enumerate(shapes)
+    ]
+    [path] = collect(packets, tmp_path_factory.mktemp("every-element") / "flows", free_port())
+    return path
+
+
+def _json_path(path: Path) -> tuple[pa.Table, pa.Table]:
+    """The file read through nfdump's JSON alone (Arrow's blocks, else record by record): raw, rejected."""
+    raw, rejected, number = [], [], 1
+    for texts in nfcapd_record_blocks(path):
+        fast = nfdump_batch(texts, str(path), number)
+        received = (
+            []
+            if fast
+            else list(_batches((nfdump_received(str(path), number + i, t) for i, t in enumerate(texts)), 8192))
+        )
+        raw += [fast] if fast else [b.raw for b in received]
+        rejected += [b.rejected for b in received]
+        number += len(texts)
+    return pa.Table.from_batches(raw, RAW_FLOW_SCHEMA), pa.Table.from_batches(rejected, QUARANTINE_SCHEMA)
+
+
+def _read(path: Path) -> tuple[pa.Table, pa.Table]:
+    batches = list(_nfcapd_batches(path, 8192))
+    return (
+        pa.Table.from_batches([b.raw for b in batches], RAW_FLOW_SCHEMA),
+        pa.Table.from_batches([b.rejected for b in batches], QUARANTINE_SCHEMA),
+    )
+
+
+def test_the_native_reader_reads_every_flow_as_nfdump_prints_it(every_element_file, nfcapd_root):
+    files, compared = [every_element_file, *sorted(nfcapd_root.rglob("nfcapd.2*"))], 0
+    for path in files:  # nfpcapd's files: one record shape a block; nfcapd's: many shapes, exporter records
+        native = pa.Table.from_batches(list(nffile_flow_batches(path)), RAW_FLOW_SCHEMA)
+        json_raw, json_rejected = _json_path(path)
+        assert json_rejected.num_rows == 0 and native.num_rows == json_raw.num_rows
+        for name in RAW_FLOW_SCHEMA.names:
+            assert native.column(name).equals(json_raw.column(name)), (path, name)
+        compared += native.num_rows
+    assert compared > 60
+    flows = {
+        row["src_addr"]: row for row in pa.Table.from_batches(list(nffile_flow_batches(every_element_file))).to_pylist()
+    }
+    assert flows["192.0.2.3"]["icmp_type"] == 3 and flows["192.0.2.3"]["icmp_code"] == 1
+    assert flows["192.0.2.3"]["src_port"] is None and flows["192.0.2.3"]["tcp_flags"] is None
+    assert flows["fe80::1"]["icmp_type"] == 128 and flows["2001:db8::1"]["dst_addr"] == "::ffff:192.0.2.7"
+    assert (flows["192.0.2.1"]["src_mac"], flows["192.0.2.1"]["dst_mac"]) == ("00:11:22:aa:bb:cc", "00:11:22:aa:bb:cd")
+    assert (flows["192.0.2.1"]["vlan_id"], flows["192.0.2.1"]["in_if"], flows["192.0.2.1"]["tcp_flags"]) == (
+        100,
+        3,
+        0x1B,
+    )
+    assert (flows["2001:db8::1"]["bytes"], flows["2001:db8::1"]["reverse_bytes"]) == (1000, 300)
+    assert (flows["192.0.2.5"]["bytes"], flows["192.0.2.5"]["reverse_bytes"]) == (5000, None)
+    assert flows["192.0.2.1"]["sampler_address"] == "127.0.0.1"
+
+
+def _split_into_blocks(path: Path, out: Path, first_block_records: int, patch=None) -> None:
+    """`path` rewritten with its data block's records in two blocks; `patch(records)` may change them."""
+    data = bytearray(path.read_bytes())
+    header = list(FILE_HEADER.unpack_from(data))
+    assert header[10] == 1  # one data block
+    count, size, block_type, flags = BLOCK_HEADER.unpack_from(data, FILE_HEADER.size)
+    payload, records, offset = data[FILE_HEADER.size + BLOCK_HEADER.size :][:size], [], 0
+    for _ in range(count):
+        records.append(bytearray(payload[offset : offset + struct.unpack_from("<H", payload, offset + 2)[0]]))
+        offset += len(records[-1])
+    if patch:
+        patch(records)
+    blocks = b"".join(
+        BLOCK_HEADER.pack(len(part), sum(map(len, part)), block_type, flags) + b"".join(part)
+        for part in (records[:first_block_records], records[first_block_records:])
+    )
+    appendix = data[header[8] :]
+    header[8], header[10] = FILE_HEADER.size + len(blocks), 2
+    out.write_bytes(FILE_HEADER.pack(*header) + blocks + appendix)
+
+
+def test_from_a_block_the_native_reader_cannot_read_on_nfdump_reads_the_file_and_nothing_differs(
+    every_element_file, tmp_path
+):
+    # the file's records: exporter, IPv4, IPv6, IPv6, ICMP x3, ICMPv6 x4, egress-only x5, statistics
+    def out_of_range_interface(records):  # the second IPv6 flow's INPUT_SNMP beyond int32: quarantined
+        flow = records[3]
+        assert struct.unpack_from("<HH", flow, 12) == (3, 36)  # its first element: IPv6 addresses
+        misc = flow.find(struct.pack("<HH", 4, 20))
+        struct.pack_into("<I", flow, misc + 4, 3_000_000_000)
+
+    split = tmp_path / "nfcapd.202110280310"
+    _split_into_blocks(every_element_file, split, 3, out_of_range_interface)
+    natively = []
+    with pytest.raises(NotReadHere, match="interface or VLAN"):
+        for batch in nffile_flow_batches(split):
+            natively.append(batch)
+    assert sum(b.num_rows for b in natively) == 2  # the first block's IPv4 and IPv6 flows
+    raw, rejected = _read(split)
+    json_raw, json_rejected = _json_path(split)
+    assert raw.equals(json_raw) and rejected.equals(json_rejected)
+    assert rejected.column("source_row").to_pylist() == [3] and "in_if" in rejected.column("reason")[0].as_py()
+    assert raw.column("source_row").to_pylist() == [1, 2, *range(4, 16)]  # 15 flows, numbered in file order
+
+
+def test_a_compressed_file_is_read_through_nfdump_as_exactly(every_element_file, tmp_path):
+    lz4 = tmp_path / "nfcapd.202110280310"
+    done = subprocess.run(["nfdump", "-r", str(every_element_file), "-y", "-w", str(lz4)], env=NFDUMP_ENV,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with pytest.raises(NotReadHere, match="compression 3"):
+        list(nffile_flow_batches(lz4))
+    raw, rejected = _read(lz4)
+    expected = pa.Table.from_batches(list(nffile_flow_batches(every_element_file)), RAW_FLOW_SCHEMA)
+    assert rejected.num_rows == 0
+    assert raw.drop_columns(["source_file"]).equals(expected.drop_columns(["source_file"]))
