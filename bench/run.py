@@ -460,7 +460,8 @@ def main() -> None:
                 f"nfcapd {measured['nfdump_flows']:,} flows: nfdump -o json "
                 f"{measured['nfdump_export'][0]['records_per_s']} rec/s; raw_flows {pipe['raw_flows_records_per_s']}, "
                 f"flow_table {pipe['flow_table_records_per_s']}, both {pipe['both_records_per_s']} rec/s; "
-                f"rows {pipe['flow_table_rows']}; error: {measured['error']}"
+                f"rows {pipe['flow_table_rows']}; error: {measured['error']}; readers alone (rec/s): "
+                + ", ".join(f"{r['reader']} {r['records_per_s']}" for r in measured["readers"])
             )
         for rows in sizes:
             run_size(bench, rows, sizes[0], methods, concurrencies)

@@ -3,9 +3,10 @@
 The hour's nfcapd files are made once per size by nfdump's own `nfpcapd` from a pcap written with
 the project's test helper (bench/methods/make_pcap.py: N single-packet TCP/UDP flows, distinct
 5-tuples, spread over the hour) and cached in bench/work/nfcapd/flows-N/. Then, in the same
-invocation: `nfdump -R DIR -o json` and `-o csv` to /dev/null (nfdump's export rate), and the
+invocation: `nfdump -R DIR -o json` and `-o csv` to /dev/null (nfdump's export rate), each way
+of reading the files into rows alone (bench/methods/nfcapd_readers.py: issue 22's options), and the
 pipeline's `dagster asset materialize --select raw_flows,flow_table` with FLOWS_SOURCE=nfcapd
-(raw_flows reads through nfdump), its step times taken from the run's event log.
+(raw_flows reads the files natively), its step times taken from the run's event log.
 """
 
 from __future__ import annotations
@@ -175,6 +176,30 @@ def _r(value: float | None) -> float | None:
     return round(value, 3) if value is not None else None
 
 
+READERS = ("native", "nfdump_json", "nfdump_json_2proc", "nfdump_csv_arrow")  # bench/methods/nfcapd_readers.py
+
+
+def reader_rate(bench, files: Path, reader: str, flows: int) -> dict:
+    """One way of reading the hour's files into rows, alone (issue 22's options), as a measured process tree."""
+    script = bench.settings.script("nfcapd_readers.py")
+    argv = [bench.settings.python, script, "--files", str(files), "--reader", reader]
+    command = Command(argv, UTC_ENV, timeout_s=600 + flows / 1_000)
+    measured = _measured(bench, f"reader-{reader}-{flows}", command)
+    result = measured.result or {}
+    read_s = result.get("read_s")
+    return {
+        "reader": reader,
+        "command": command.shell_form(),
+        "rows": result.get("rows"),
+        "read_s": read_s,
+        "records_per_s": round(flows / read_s) if read_s else None,
+        "wall_s": round(measured.wall_s, 3),
+        "cpu_s": measured.cpu.as_dict()["tree_s"],
+        "peak_tree_pss_mb": round(measured.memory.peak_pss_mb, 1),
+        "error": measured.error or (None if result.get("rows") == flows else f"read {result.get('rows')} rows"),
+    }
+
+
 def measure(bench, flows: int, run_id: str) -> dict:
     files, made = make_files(bench, flows)
     reported = nfdump_flows(files)
@@ -185,6 +210,7 @@ def measure(bench, flows: int, run_id: str) -> dict:
         "files_dir": str(files),
         "made": made,
         "nfdump_export": [export_rate(bench, files, fmt, reported) for fmt in ("json", "csv")],
+        "readers": [reader_rate(bench, files, reader, reported) for reader in READERS],
     }
     result["pipeline"] = pipeline_rate(bench, files, reported, run_id)
     got = result["pipeline"]["flow_table_rows"]
