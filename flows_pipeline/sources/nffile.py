@@ -135,7 +135,7 @@ def _block_header(stream: BinaryIO, offset: int, file_size: int, path: Path) -> 
 
 
 def nffile_flow_batches(path: Path, first_number: int = 1) -> Iterator[pa.RecordBatch]:
-    """The file's flows as raw batches (RAW_FLOW_SCHEMA), one per data block, numbered from 1.
+    """The file's flows as raw batches (RAW_FLOW_SCHEMA), one per data block, numbered from `first_number`.
 
     Raises NotReadHere before yielding any row of a block it cannot read exactly; the rows
     yielded until then are the file's first ones, in nfdump's order.
@@ -185,8 +185,6 @@ def block_flows(payload: bytes, records: int, source: str, first_number: int) ->
     icmp = np.isin(proto, ICMP_PROTOCOLS)
     # bytes both ways: a bidirectional record, whose out_* is what the destination sent back
     one_way = ~((in_bytes > 0) & (out_bytes > 0)) if out_bytes is not None else None
-    if one_way is not None and counters is not None:
-        one_way |= counters < 0
     macs = found.get(MAC_ADDR)
     return pa.RecordBatch.from_arrays(
         [
@@ -283,7 +281,11 @@ def _element_offsets(buf: np.ndarray, flows: np.ndarray, source: str) -> dict[in
 
 
 def _at(buf: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
-    """Unsigned little-endian values of `width` bytes at the byte offsets `offsets` of buf."""
+    """Unsigned little-endian values of `width` bytes at the byte offsets `offsets` of buf (a copy)."""
+    n = len(offsets)
+    if n > 1 and (stride := int(offsets[1] - offsets[0])) > 0 and (np.diff(offsets) == stride).all():
+        # records of one shape: a strided view over the block, ~3x faster than gathering bytes
+        return np.ndarray((n,), f"<u{width}", buf, int(offsets[0]), (stride,)).copy()
     return buf[offsets[:, None] + _BYTE_OFFSETS[width]].view(f"<u{width}").ravel()
 
 
