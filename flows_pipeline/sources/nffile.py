@@ -19,7 +19,7 @@ src/inline/nffile_inline.c's ExpandRecord_v3, printed as src/output/output_json.
 - a flow's elements: type, length (with its 4-byte header), then the element's fields.
 
 Anything this reader does not read exactly as nfdump would print it raises `NotReadHere` before
-a row of that block is passed on: a compressed or encrypted file, layout 1 (nfdump 1.6), a record
+a row of that block is passed on: an LZO-compressed or encrypted file, layout 1 (nfdump 1.6), a record
 of nfdump 1.6's shape, an element of an unexpected length, a value that the JSON path checks
 (an interface or VLAN above 2^31, a counter near 2^63). nfdump's JSON then reads the file from that
 record on (source_reader.py), so such a file is slower, never different.
@@ -27,6 +27,7 @@ record on (source_reader.py), so such a file is slower, never different.
 
 from __future__ import annotations
 
+import bz2
 import socket
 import struct
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import lz4.block
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +47,8 @@ FILE_HEADER = struct.Struct("<HHIqBBHIqII")  # fileHeaderV2_t
 BLOCK_HEADER = struct.Struct("<IIHH")  # dataBlock_t: NumRecords, size, type, flags
 NFFILE_MAGIC = 0xA50C
 LAYOUT_VERSION_2 = 2
+NOT_COMPRESSED, LZO_COMPRESSED, BZ2_COMPRESSED, LZ4_COMPRESSED = 0, 1, 2, 3
+BLOCK_BYTES_LIMIT = 5 * 1024 * 1024  # nffile.h's BUFFSIZE: what nfdump decompresses a block into
 FLOW_BLOCK_TYPES = (2, 3)  # DATA_BLOCK_TYPE_2/3; type 4 holds arrays nfdump does not print
 ARRAY_BLOCK_TYPE = 4
 
@@ -79,13 +83,16 @@ class NotReadHere(Exception):
 
 @dataclass(frozen=True)
 class NffileHeader:
+    compression: int
     appendix_blocks: int
     appendix_offset: int
     data_blocks: int
 
 
 def read_header(stream: BinaryIO, path: Path) -> NffileHeader:
-    """The file header; NotReadHere unless it is an uncompressed, unencrypted layout 2 file."""
+    """The file header; NotReadHere unless it is an unencrypted layout 2 file, uncompressed or
+    compressed with BZ2 or LZ4 (Python's bz2 and python-lz4 decompress as nfdump's libraries do;
+    LZO has no well-kept Python binding)."""
     data = stream.read(FILE_HEADER.size)
     if len(data) < FILE_HEADER.size:
         raise NotReadHere(f"{path}: shorter than an nfdump file header")
@@ -94,9 +101,9 @@ def read_header(stream: BinaryIO, path: Path) -> NffileHeader:
     )
     if magic != NFFILE_MAGIC or version != LAYOUT_VERSION_2:
         raise NotReadHere(f"{path}: magic {magic:#x}, layout {version} (read here: {NFFILE_MAGIC:#x}, layout 2)")
-    if compression or encryption:
+    if compression not in (NOT_COMPRESSED, BZ2_COMPRESSED, LZ4_COMPRESSED) or encryption:
         raise NotReadHere(f"{path}: compression {compression}, encryption {encryption}")
-    return NffileHeader(appendix_blocks, appendix_offset, blocks)
+    return NffileHeader(compression, appendix_blocks, appendix_offset, blocks)
 
 
 def nffile_blocks(path: Path) -> Iterator[tuple[int, int, bytes]]:
@@ -120,7 +127,19 @@ def nffile_blocks(path: Path) -> Iterator[tuple[int, int, bytes]]:
             offset += BLOCK_HEADER.size + payload
         for offset, records, payload, block_type in blocks:
             stream.seek(offset + BLOCK_HEADER.size)
-            yield block_type, records, stream.read(payload)
+            yield block_type, records, _decompressed(stream.read(payload), header.compression, path, offset)
+
+
+def _decompressed(payload: bytes, compression: int, path: Path, offset: int) -> bytes:
+    """A block's records as nfdump's nfread() has them: every block of a compressed file is compressed."""
+    try:
+        if compression == LZ4_COMPRESSED:
+            return lz4.block.decompress(payload, uncompressed_size=BLOCK_BYTES_LIMIT)  # an upper bound
+        if compression == BZ2_COMPRESSED:
+            return bz2.decompress(payload)
+    except (lz4.block.LZ4BlockError, OSError, ValueError) as err:
+        raise NotReadHere(f"{path}: the block at byte {offset} does not decompress: {err}") from err
+    return payload
 
 
 def _block_header(stream: BinaryIO, offset: int, file_size: int, path: Path) -> tuple[int, int, int, int]:
