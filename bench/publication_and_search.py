@@ -38,8 +38,9 @@ from elasticsearch import Elasticsearch
 
 from flows_pipeline.es.chunk_loading import ChunkTask, index_chunk
 from flows_pipeline.es.chunk_plan import plan_chunks
-from flows_pipeline.es.index_lifecycle import LoadAttempt, delete_replaced, prepare_load, publish
+from flows_pipeline.es.index_lifecycle import LoadAttempt, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
+from flows_pipeline.es.replaced_attempts import delete_replaced
 from flows_pipeline.hour import MS_PER_HOUR, Hour, hour_of
 from flows_pipeline.orchestration.resources import FlowsElasticsearch
 from flows_pipeline.sources.synthetic import synthetic_batches
@@ -94,7 +95,7 @@ def timed_publish(es: FlowsElasticsearch, client: Elasticsearch, log: RequestLog
     requests = log.since(mark)
     mark = len(log.requests)
     started = time.perf_counter()
-    deleted = delete_replaced(client, published.replaced)
+    deleted = delete_replaced(client, published.replaced, in_flight=es.delete_in_flight).deleted
     delete_s = time.perf_counter() - started
     delete_requests = log.since(mark)
     started = time.perf_counter()

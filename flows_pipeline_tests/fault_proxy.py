@@ -10,12 +10,15 @@ said, "items-429" marks every other item of the node's answer as throttled.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import socketserver
 import threading
+import time
 from collections import deque
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 # What Elasticsearch itself answers with these statuses (type and reason as a node writes them);
@@ -58,11 +61,12 @@ class _Handler(socketserver.StreamRequestHandler):
             payload = json.dumps({"error": error, "status": fault}).encode()
             self._answer(fault, {"Content-Type": "application/json", "X-Elastic-Product": "Elasticsearch"}, payload)
             return
-        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-        forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
-        upstream.request(method, path, body=body, headers=forwarded)
-        response = upstream.getresponse()
-        answer = response.read()
+        with proxy.in_flight(path):
+            upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+            forwarded = {k: v for k, v in headers.items() if k.lower() not in ("host", "connection")}
+            upstream.request(method, path, body=body, headers=forwarded)
+            response = upstream.getresponse()
+            answer = response.read()
         if fault == "errors":
             answer = THROTTLED_SHORT_ANSWER
         elif fault == "items-429":
@@ -93,10 +97,17 @@ def _throttle_every_other_item(answer: bytes) -> bytes:
 
 class FaultProxy:
     """`faults`: what the first matching requests get, in order: an HTTP status, "drop", "errors"
-    or "items-429". `ids` records the document ids each request of the path carried."""
+    or "items-429". `ids` records the document ids each request of the path carried; `peak_in_flight`
+    the most requests of the path forwarded at once, each held `hold_s` before it is forwarded (so
+    that requests a client sends at once do overlap)."""
 
     def __init__(
-        self, upstream_url: str, path_contains: str, faults: list[int | str], body_contains: bytes = b""
+        self,
+        upstream_url: str,
+        path_contains: str,
+        faults: list[int | str],
+        body_contains: bytes = b"",
+        hold_s: float = 0.0,
     ) -> None:
         self.upstream = urlsplit(upstream_url)
         self.path_contains = path_contains
@@ -104,6 +115,9 @@ class FaultProxy:
         self._faults = deque(faults)
         self.injected: list[int | str] = []
         self.ids: list[list[str]] = []
+        self.hold_s = hold_s
+        self.peak_in_flight = 0
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
@@ -119,6 +133,22 @@ class FaultProxy:
                 self.injected.append(fault)
                 return fault
         return None
+
+    @contextlib.contextmanager
+    def in_flight(self, path: str) -> Iterator[None]:
+        """Counts a forwarded request of the path while it is held and answered upstream."""
+        if self.path_contains not in path:
+            yield
+            return
+        with self._lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            time.sleep(self.hold_s)
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def __enter__(self) -> FaultProxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

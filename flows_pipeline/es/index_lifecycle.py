@@ -28,9 +28,8 @@ from flows_pipeline.es.cluster_health import check_can_create, check_created
 from flows_pipeline.es.flow_mapping import ATTEMPT_FIELD, ES_FIELD_TYPES, es_properties
 from flows_pipeline.es.index_layout import IndexLayout
 from flows_pipeline.es.publish_lock import publish_lock
+from flows_pipeline.es.replaced_attempts import id_prefix_of
 from flows_pipeline.hour import MS_PER_HOUR, Hour
-
-_DELETE_BATCH = 10_000  # ids per bulk delete body (~400 KB)
 
 
 class IndexVerificationError(TerminalError):
@@ -172,7 +171,7 @@ def prepare_load(
         alias=layout.attempt_alias(hour, run_id),
         bucket=bucket,
         token=(token := f"{hour.label}-{run_id[:8]}-{now_ms}"),
-        id_prefix=_id_prefix_of(token),
+        id_prefix=id_prefix_of(token),
     )
     # `add` replaces the alias if the plan step of this run runs again: its documents are rewritten
     # with the same ids and the new token, so none of the old token stays behind
@@ -383,38 +382,6 @@ def _read_alias_actions(
         return [{"remove": {"index": index, "alias": layout.read_alias, "must_exist": False}}]
     tokens = sorted(published.values())
     return [{"add": {"index": index, "alias": layout.read_alias, "filter": {"terms": {ATTEMPT_FIELD: tokens}}}}]
-
-
-def delete_replaced(client: Elasticsearch, replaced: tuple[tuple[str, str], ...]) -> int:
-    """Delete, by id, the documents of attempts no alias selects any more; returns how many were deleted.
-
-    Their row numbers run from 0 to the largest `event.sequence` of the attempt, so their ids are
-    known without reading them; bodies of 10,000 deletes keep the memory flat.
-    """
-    deleted = 0
-    for bucket, token in replaced:
-        last = client.search(
-            index=bucket, size=0, query=_term(token), aggs={"last": {"max": {"field": "event.sequence"}}}
-        )
-        rows = last["aggregations"]["last"]["value"]
-        if rows is None:
-            continue
-        prefix = _id_prefix_of(token).encode()
-        for first in range(0, int(rows) + 1, _DELETE_BATCH):
-            ids = range(first, min(first + _DELETE_BATCH, int(rows) + 1))
-            body = b"".join(b'{"delete":{"_id":"%s%d"}}\n' % (prefix, i) for i in ids)
-            response = client.bulk(index=bucket, operations=body, filter_path="items.*.result")
-            deleted += sum(1 for item in response.get("items", []) if item["delete"].get("result") == "deleted")
-    for bucket in {bucket for bucket, _ in replaced}:
-        client.indices.refresh(index=bucket)  # so the bucket's document count (_cat/indices) is right
-    return deleted
-
-
-def _id_prefix_of(token: str) -> str:
-    """The id prefix of an attempt's documents, from its token (<YYYY.MM.DD-HH>-<run8>-<ms>): <run8>-<DDHH>-."""
-    hour_label, run8, _ = token.rsplit("-", 2)
-    day, hh = hour_label.split("-")
-    return f"{run8}-{day[-2:]}{hh}-"
 
 
 def published_index(client: Elasticsearch, layout: IndexLayout, hour: Hour) -> str | None:

@@ -193,6 +193,14 @@ class FlowsElasticsearch(ConfigurableResource):
             "chunk steps loading at once: about two per data node core (README, Concurrency)."
         ),
     )
+    delete_in_flight: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "Bulk delete requests in flight while a re-run deletes the attempt it replaced, on a cluster "
+            "without _delete_by_query (FLOWS_DELETE_IN_FLIGHT); with it, the cluster slices the deletion per shard."
+        ),
+    )
     max_retries: int = Field(
         default=8, description="Resends of a body refused for a transient reason, or of its throttled items."
     )
@@ -297,6 +305,7 @@ _ELASTICSEARCH_ENV = {
     "FLOWS_BULK_MAX_BYTES": ("bulk_max_bytes", "int"),
     "FLOWS_BULK_MAX_DOCS": ("bulk_max_docs", "int"),
     "FLOWS_BULK_IN_FLIGHT": ("max_in_flight", "int"),
+    "FLOWS_DELETE_IN_FLIGHT": ("delete_in_flight", "int"),
     "FLOWS_EXPIRY_WARN_DAYS": ("expiry_warn_days", "int"),
 }
 

@@ -30,8 +30,9 @@ from dagster import (
 from flows_pipeline.es.chunk_loading import ChunkResult, ChunkTask, HourLoad, check_rejections, index_chunk
 from flows_pipeline.es.chunk_plan import plan_chunks
 from flows_pipeline.es.credentials_expiry import expiry_notices
-from flows_pipeline.es.index_lifecycle import IndexVerificationError, delete_replaced, prepare_load, publish
+from flows_pipeline.es.index_lifecycle import IndexVerificationError, prepare_load, publish
 from flows_pipeline.es.queries import top_talkers
+from flows_pipeline.es.replaced_attempts import delete_replaced
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
@@ -160,10 +161,12 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
         )
     # outside the publication lock: no alias selects these documents any more
     started = time.monotonic()
-    deleted = delete_replaced(client, published.replaced)
+    deletion = delete_replaced(client, published.replaced, in_flight=es.delete_in_flight)
+    deletion_s = time.monotonic() - started
     context.log.info(
-        f"{hour.key}: published {attempt.alias}; deleted {deleted} documents of {len(published.replaced)} replaced "
-        f"attempt(s) in {time.monotonic() - started:.1f} s"
+        f"{hour.key}: published {attempt.alias}; deleted {deletion.deleted} documents of {len(published.replaced)} "
+        f"replaced attempt(s) in {deletion_s:.1f} s ({deletion.method})"
+        + (f"; {deletion.left} could not be deleted now: {'; '.join(deletion.problems)}" if deletion.left else "")
     )
     hour_alias = es.layout.hour_alias(hour)
     talkers = top_talkers(client, hour_alias)
@@ -181,7 +184,8 @@ def _publish(context: OpExecutionContext, load: HourLoad, es: FlowsElasticsearch
             "read_alias": es.layout.read_alias,
             "replaced_attempts": ", ".join(token for _, token in published.replaced) or "none",
             "removed_hourly_indices": ", ".join(published.removed_indices) or "none",
-            "deleted_documents": deleted,
+            "deleted_documents": deletion.deleted,
+            "deletion": f"{deletion.method}, {deletion_s:.1f} s" + (f", {deletion.left} left" if deletion.left else ""),
             "credentials_expiry": "; ".join(load.results[0].task.credentials_expiry)
             or f"none within {es.expiry_warn_days} days",
             "elasticsearch": MetadataValue.url(f"{es.safe_url}/{hour_alias}/_search?size=20"),
