@@ -76,6 +76,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--es-port", type=int, default=9250)
     parser.add_argument("--es-heap", default="2g")
     parser.add_argument("--es-dir", type=Path, default=WORK / "es")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="issue 23's standard layout, the production one: the node on core 0, this harness and every "
+        "method's processes on core 1 (without it, all share both cores: the second line of the results)",
+    )
     parser.add_argument("--keep-es", action="store_true", help="leave the node running at the end")
     parser.add_argument("--client-chunk-size", type=int, default=500, help="parallel_bulk/streaming_bulk chunk_size")
     parser.add_argument(
@@ -148,7 +154,9 @@ class Bench:
 
 
 def make_bench(args: argparse.Namespace) -> Bench:
-    node = EsNode(PROJECT, args.es_dir, args.es_port, args.es_heap)
+    node = EsNode(PROJECT, args.es_dir, args.es_port, args.es_heap, cores="0" if args.pin else None)
+    if args.pin:
+        os.sched_setaffinity(0, {1})  # the harness; every process it starts inherits core 1
     limit_mb = args.mem_limit_gb * 1024
     settings = m.Settings(
         project=PROJECT,
@@ -184,7 +192,14 @@ def make_bench(args: argparse.Namespace) -> Bench:
         doc, timelines = _previous(args.out), _previous_timelines(args.out)
     number = 1 + max((i["number"] for i in doc["invocations"]), default=0)
     doc["invocations"].append(
-        {"number": number, "command": command, "date": now_utc(), "ended": None, "git": _git_state()}
+        {
+            "number": number,
+            "command": command,
+            "date": now_utc(),
+            "ended": None,
+            "git": _git_state(),
+            "layout": "pinned: the node on core 0, the harness and methods on core 1" if args.pin else "shared cores",
+        }
     )
     doc["date"], doc["invocation"] = now_utc(), command  # the latest invocation's
     return Bench(args, settings, guard, doc, timelines, invocation=number)

@@ -34,6 +34,7 @@ class EsNode:
     es_dir: Path
     port: int
     heap: str
+    cores: str | None = None  # `taskset -c` list for every thread of the node (bench/run.py --pin); None: any
 
     @property
     def url(self) -> str:
@@ -54,7 +55,12 @@ class EsNode:
         return done.stdout.strip()
 
     def up(self) -> str:
-        return self._script("up")
+        started = self._script("up")
+        pid = self.pid()
+        if self.cores is not None and pid is not None:
+            # every thread of a node already running too; the threads it starts later inherit the set
+            subprocess.run(["taskset", "-a", "-p", "-c", self.cores, str(pid)], check=True, capture_output=True)
+        return started
 
     def stop(self) -> str:
         return self._script("stop")
@@ -91,7 +97,9 @@ class EsNode:
                 .get("threshold_enabled"),
             },
             "index_settings_during_load": LOAD_SETTINGS,
-            "started_with": f"ES_DIR={self.es_dir} ES_PORT={self.port} ES_HEAP={self.heap} scripts/es.sh up",
+            "started_with": f"ES_DIR={self.es_dir} ES_PORT={self.port} ES_HEAP={self.heap} scripts/es.sh up"
+            + (f"; taskset -a -p -c {self.cores} <its pid>" if self.cores is not None else ""),
+            "cores": self.cores or "any",
         }
 
 
