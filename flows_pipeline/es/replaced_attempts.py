@@ -6,13 +6,16 @@ publication. Deleting them one bulk body at a time ran at ~56,000 documents a se
 the load itself at 7.85M (issue 23). So:
 
 - where the cluster has `_delete_by_query` (the reindex module, in every default distribution),
-  one request per attempt with `slices=auto`: the cluster deletes in parallel, a slice per shard;
+  one task per attempt in `in_flight` slices (sliced by id, so a bucket of one shard is deleted in
+  parallel too), followed through the tasks API: a request that waited for millions of deletes
+  would outlast any request timeout;
 - elsewhere (the integ-test-zip distribution the suite runs has only four modules and no reindex),
   bulk deletes by id, `in_flight` bodies at once. The ids are known without reading them: an
   attempt's documents are numbered 0..max(`event.sequence`).
 
-A document that cannot be deleted now is reported, not retried: it is invisible to searches (no
-alias selects its attempt) and the next re-run or the retention job removes it with its bucket.
+A document that cannot be deleted now is reported with the cluster's reason, not retried, and
+never fails the step (the hour is already published): it is invisible to searches (no alias
+selects its attempt) and the retention job removes it with its bucket.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from flows_pipeline.es.flow_mapping import ATTEMPT_FIELD
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DELETE_BATCH = 10_000  # ids per bulk delete body (~400 KB)
 DELETE_BY_QUERY_MODULE = "reindex"  # the module that brings _delete_by_query, _update_by_query, _reindex
+TASK_POLL = "30s"  # how long one tasks API request waits for a delete-by-query task to complete
 
 
 @dataclass
@@ -42,11 +46,11 @@ class Deletion:
     problems: list[str] = field(default_factory=list)  # the cluster's reasons, the first few
 
 
-def delete_replaced(client: Elasticsearch, replaced: tuple[tuple[str, str], ...], in_flight: int = 2) -> Deletion:
+def delete_replaced(client: Elasticsearch, replaced: tuple[tuple[str, str], ...], in_flight: int = 4) -> Deletion:
     """Delete the documents of the (bucket, attempt token) pairs no alias selects any more.
 
-    `in_flight`: bulk delete bodies sent at once when the cluster has no `_delete_by_query`.
-    Raises the client's ApiError for a request the cluster refuses as a whole.
+    `in_flight`: delete-by-query slices, or bulk delete bodies sent at once on a cluster without
+    `_delete_by_query`. Raises nothing the cluster answers: what it refused is in `left`/`problems`.
     """
     done = Deletion()
     if not replaced:
@@ -54,25 +58,22 @@ def delete_replaced(client: Elasticsearch, replaced: tuple[tuple[str, str], ...]
     if has_delete_by_query(client):
         done.method = "delete_by_query"
         for bucket, token in replaced:
-            response = client.delete_by_query(
-                index=bucket, query=_attempt(token), slices="auto", conflicts="proceed", refresh=True
-            )
-            done.deleted += response.get("deleted", 0)
-            failures = response.get("failures") or []
-            done.left += len(failures)
-            done.problems += [str(f.get("cause", f))[:300] for f in failures[:3]]
+            _delete_by_query(client, bucket, token, in_flight, done)
     else:
         done.method = "bulk by id"
         with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="delete-replaced") as pool:
             pending: set[Future] = set()
-            for bucket, body in _delete_bodies(client, replaced):
-                if len(pending) >= in_flight:  # at most in_flight bodies in memory and on the wire
+            for bucket, body in _delete_bodies(client, replaced, done):
+                if len(pending) >= in_flight:  # in_flight bodies on the wire, one more being built at most
                     finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _count(done, finished)
                 pending.add(pool.submit(_bulk_delete, client, bucket, body))
             _count(done, wait(pending).done)
-        for bucket in {bucket for bucket, _ in replaced}:
-            client.indices.refresh(index=bucket)  # so the bucket's document count (_cat/indices) is right
+        try:
+            for bucket in {bucket for bucket, _ in replaced}:
+                client.indices.refresh(index=bucket)  # so the bucket's document count (_cat/indices) is right
+        except (ApiError, TransportError) as err:
+            done.problems.append(f"refresh after deleting: {err}"[:300])
     if done.left:
         log.warning("%d documents of replaced attempts were not deleted: %s", done.left, "; ".join(done.problems))
     return done
@@ -83,19 +84,26 @@ def has_delete_by_query(client: Elasticsearch) -> bool:
     e.g. for a key without the `monitor` cluster privilege: bulk deletes by id work everywhere."""
     try:
         nodes = client.nodes.info(metric="plugins", filter_path="nodes.*.modules.name")["nodes"]
-    except ApiError:
+    except (ApiError, TransportError):
         return False
     return bool(nodes) and all(
         DELETE_BY_QUERY_MODULE in {module["name"] for module in node.get("modules", [])} for node in nodes.values()
     )
 
 
-def _delete_bodies(client: Elasticsearch, replaced: tuple[tuple[str, str], ...]) -> Iterator[tuple[str, bytes]]:
+def _delete_bodies(
+    client: Elasticsearch, replaced: tuple[tuple[str, str], ...], done: Deletion
+) -> Iterator[tuple[str, bytes]]:
     """(bucket, NDJSON body of up to DELETE_BATCH deletes by id), lazily, for every replaced attempt."""
     for bucket, token in replaced:
-        last = client.search(
-            index=bucket, size=0, query=_attempt(token), aggs={"last": {"max": {"field": "event.sequence"}}}
-        )
+        try:
+            last = client.search(
+                index=bucket, size=0, query=_attempt(token), aggs={"last": {"max": {"field": "event.sequence"}}}
+            )
+        except (ApiError, TransportError) as err:
+            done.left += 1  # at least: how many is unknown; the bucket's count tells
+            done.problems.append(f"{bucket}: finding {token}'s documents: {err}"[:300])
+            continue
         rows = last["aggregations"]["last"]["value"]
         if rows is None:
             continue
@@ -105,9 +113,33 @@ def _delete_bodies(client: Elasticsearch, replaced: tuple[tuple[str, str], ...])
             yield bucket, b"".join(b'{"delete":{"_id":"%s%d"}}\n' % (prefix, i) for i in ids)
 
 
+def _delete_by_query(client: Elasticsearch, bucket: str, token: str, slices: int, done: Deletion) -> None:
+    """One attempt's documents by a delete-by-query task, followed to its end through the tasks API."""
+    try:
+        task = client.delete_by_query(
+            index=bucket, query=_attempt(token), slices=slices, conflicts="proceed", refresh=True,
+            wait_for_completion=False,
+        )["task"]  # fmt: skip
+        while not (status := client.tasks.get(task_id=task, wait_for_completion=True, timeout=TASK_POLL))["completed"]:
+            pass
+    except (ApiError, TransportError) as err:
+        done.problems.append(f"{bucket}: delete-by-query of {token}: {err}"[:300])
+        done.left += 1  # at least: how many is unknown; the bucket's count tells
+        return
+    result = status.get("response", {})
+    done.deleted += result.get("deleted", 0)
+    done.left += max(0, result.get("total", 0) - result.get("deleted", 0))
+    done.problems += [str(f.get("cause", f))[:300] for f in (result.get("failures") or [])[:3]]
+    if error := status.get("error"):
+        done.problems.append(str(error.get("reason", error))[:300])
+
+
 def _bulk_delete(client: Elasticsearch, bucket: str, body: bytes) -> tuple[int, int, list[str]]:
     """(deleted, failed, the cluster's reasons) of one bulk delete body; not_found is neither."""
-    response = client.bulk(index=bucket, operations=body, filter_path="items.*.result,items.*.error")
+    try:
+        response = client.bulk(index=bucket, operations=body, filter_path="items.*.result,items.*.error")
+    except (ApiError, TransportError) as err:  # the whole body: none of its ids is known deleted
+        return 0, body.count(b"\n"), [f"{bucket}: {err}"[:300]]
     deleted = failed = 0
     reasons = []
     for item in response.get("items", []):

@@ -22,7 +22,9 @@ Anything this reader does not read exactly as nfdump would print it raises `NotR
 a row of that block is passed on: an LZO-compressed or encrypted file, layout 1 (nfdump 1.6), a record
 of nfdump 1.6's shape, an element of an unexpected length, a value that the JSON path checks
 (an interface or VLAN above 2^31, a counter near 2^63). nfdump's JSON then reads the file from that
-record on (source_reader.py), so such a file is slower, never different.
+record on (source_reader.py), so such a file is slower, never different; and what nfdump itself would
+complain of on stderr (an element or record type it does not know, an empty or oversized block)
+is left to it, so that the JSON path fails the file with nfdump's own words.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ ARRAY_BLOCK_TYPE = 4
 V3_RECORD = 11
 # records nfdump reads for its own tables and does not print (src/lib/id.h): extension maps,
 # exporter info/stat, samplers, NBAR, interface and VRF names
-SKIPPED_RECORD_TYPES = frozenset({2, 7, 8, 9, 12, 13, 14, 15})
+SKIPPED_RECORD_TYPES = frozenset({2, 7, 8, 12, 13, 14, 15})  # not 9: 1.7.1 calls it unknown, on stderr
 RECORD_HEADER_BYTES = 12
 ELEMENT_HEADER_BYTES = 4
 
@@ -67,6 +69,9 @@ ELEMENT_BYTES = {
     GENERIC_FLOW: 52, IPV4_FLOW: 12, IPV6_FLOW: 36, FLOW_MISC: 20, CNT_FLOW: 28, VLAN: 12,
     RECEIVED_V4: 8, RECEIVED_V6: 20, MAC_ADDR: 36,
 }  # fmt: skip
+# the elements ExpandRecord_v3 expands (nfxV3.h ids 1-17, 19-33, 36, 37); any other makes nfdump
+# print an error, which the JSON path turns into the file's failure, so it is not read here either
+KNOWN_ELEMENTS = frozenset({*range(1, 18), *range(19, 34), 36, 37})
 ICMP_PROTOCOLS = (1, 58)  # nfdump prints icmp_type/icmp_code for these instead of ports and flags
 
 _INT32_LIMIT = 2**31
@@ -136,7 +141,11 @@ def _decompressed(payload: bytes, compression: int, path: Path, offset: int) -> 
         if compression == LZ4_COMPRESSED:
             return lz4.block.decompress(payload, uncompressed_size=BLOCK_BYTES_LIMIT)  # an upper bound
         if compression == BZ2_COMPRESSED:
-            return bz2.decompress(payload)
+            unpacker = bz2.BZ2Decompressor()
+            records = unpacker.decompress(payload, max_length=BLOCK_BYTES_LIMIT)  # memory bounded as nfdump's
+            if not unpacker.eof:
+                raise NotReadHere(f"{path}: the block at byte {offset} decompresses past {BLOCK_BYTES_LIMIT} bytes")
+            return records
     except (lz4.block.LZ4BlockError, OSError, ValueError) as err:
         raise NotReadHere(f"{path}: the block at byte {offset} does not decompress: {err}") from err
     return payload
@@ -150,6 +159,8 @@ def _block_header(stream: BinaryIO, offset: int, file_size: int, path: Path) -> 
     records, payload, block_type, flags = BLOCK_HEADER.unpack(data)
     if offset + BLOCK_HEADER.size + payload > file_size:
         raise NotReadHere(f"{path}: the block at byte {offset} ends past the end of the file")
+    if not records or not payload or payload > BLOCK_BYTES_LIMIT:  # nfread()'s "Corrupt data file"
+        raise NotReadHere(f"{path}: the block at byte {offset} holds {records} records in {payload} bytes")
     return records, payload, block_type, flags
 
 
@@ -183,10 +194,10 @@ def block_flows(payload: bytes, records: int, source: str, first_number: int) ->
     if generic is None or (generic < 0).any():
         raise NotReadHere(f"{source}: a flow record without its generic element (times, counters, ports)")
     ipv4, ipv6 = found.get(IPV4_FLOW), found.get(IPV6_FLOW)
-    with_v4 = ipv4 >= 0 if ipv4 is not None else np.zeros(n, bool)
-    with_v6 = ipv6 >= 0 if ipv6 is not None else np.zeros(n, bool)
-    if (with_v4 == with_v6).any():
+    if (_present(ipv4, n) == _present(ipv6, n)).any():
         raise NotReadHere(f"{source}: a flow record with both or neither of an IPv4 and an IPv6 element")
+    if (_present(found.get(RECEIVED_V4), n) & _present(found.get(RECEIVED_V6), n)).any():
+        raise NotReadHere(f"{source}: a flow record with both an IPv4 and an IPv6 exporter address")
 
     first_ms, last_ms, received_ms, in_packets, in_bytes = (_field(buf, generic, 8 * i, 8) for i in range(5))
     src_port, dst_port = _field(buf, generic, 40, 2), _field(buf, generic, 42, 2)
@@ -291,6 +302,8 @@ def _element_offsets(buf: np.ndarray, flows: np.ndarray, source: str) -> dict[in
                 if (offsets[walking[which]] >= 0).any():
                     raise NotReadHere(f"{source}: element {kind} twice in a flow record")
                 offsets[walking[which]] = here[which]
+            elif kind not in KNOWN_ELEMENTS:
+                raise NotReadHere(f"{source}: element {kind}, which nfdump 1.7.1 does not know")
             elif (lengths[which] < ELEMENT_HEADER_BYTES).any():
                 raise NotReadHere(f"{source}: element {kind} of a length below its header")
         at[walking] = here + lengths
@@ -317,6 +330,10 @@ def _field(buf: np.ndarray, elements: np.ndarray | None, offset: int, width: int
     values = _at(buf, np.where(absent, 0, elements + ELEMENT_HEADER_BYTES + offset), width)
     values[absent] = 0
     return values
+
+
+def _present(elements: np.ndarray | None, n: int) -> np.ndarray:
+    return elements >= 0 if elements is not None else np.zeros(n, bool)
 
 
 def _absent(elements: np.ndarray | None) -> np.ndarray | None:

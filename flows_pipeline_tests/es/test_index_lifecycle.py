@@ -148,7 +148,7 @@ def test_a_rerun_publishes_with_one_aliases_request_and_searches_never_see_a_mix
         attempt = load(es_client, layout, hour, "new00000", value=2, rows=rows)
         with FaultProxy(ES_URL, "/_aliases", []) as proxy:
             published = publish(connect(connection_settings(proxy.url)), layout, hour, attempt, rows, rows)
-        with FaultProxy(ES_URL, "/_bulk", [], hold_s=0.2) as deletes:  # held: bodies sent at once overlap
+        with FaultProxy(ES_URL, "/_bulk", [], hold_s=0.5) as deletes:  # held: bodies sent at once overlap
             deletion = delete_replaced(connect(connection_settings(deletes.url)), published.replaced, in_flight=3)
         time.sleep(0.5)
     finally:
@@ -164,6 +164,24 @@ def test_a_rerun_publishes_with_one_aliases_request_and_searches_never_see_a_mix
     assert total_bytes(es_client, layout.hour_alias(hour)) == (rows, rows * 2)
     es_client.indices.refresh(index=attempt.bucket)
     assert es_client.count(index=attempt.bucket)["count"] == rows  # the old attempt's documents are gone
+
+
+def test_a_delete_body_the_cluster_refuses_is_told_and_the_others_still_go(es_client, index_prefix, monkeypatch):
+    monkeypatch.setattr("flows_pipeline.es.replaced_attempts.DELETE_BATCH", 400)
+    layout = index_layout(f"{index_prefix}-refused")
+    hour = hour_of("2021-10-28-08:00")
+    rows = 2_000
+    load_and_publish(es_client, layout, hour, "old00000", rows=rows)
+    attempt = load(es_client, layout, hour, "new00000", rows=rows)
+    published = publish(es_client, layout, hour, attempt, rows, rows)
+    with FaultProxy(ES_URL, "/_bulk", [429]) as deletes:
+        deletion = delete_replaced(connect(connection_settings(deletes.url)), published.replaced, in_flight=2)
+    assert deletes.injected == [429] and len(deletes.ids) == 5
+    assert (deletion.deleted, deletion.left) == (rows - 400, 400)
+    assert "es_rejected_execution_exception" in deletion.problems[0]
+    assert total_bytes(es_client, layout.hour_alias(hour)) == (rows, rows)  # the published hour is whole
+    es_client.indices.refresh(index=attempt.bucket)
+    assert es_client.count(index=attempt.bucket)["count"] == rows + 400  # the refused body's: invisible, counted
 
 
 def test_two_runs_of_one_hour_at_once_end_exact_and_nothing_is_auto_created(es_client, index_prefix):
