@@ -99,6 +99,8 @@ def main() -> None:
                     }
                 )
                 print(json.dumps(rounds[-1]), flush=True)
+            if not counts.is_alive():
+                raise RuntimeError("the counting thread died: the searches were not watched throughout")
             counts.stop.set()
             counts.join()
             doc["searches_during"] = counts.searches

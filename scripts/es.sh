@@ -21,6 +21,7 @@ ES_VERSION="${ES_VERSION:-9.2.8}"          # newest 9.x integ-test-zip that reso
 ES_PORT="${ES_PORT:-9200}"
 ES_HEAP="${ES_HEAP:-1g}"
 ES_DIR="${ES_DIR:-$ROOT/.es}"            # another folder runs another node (e.g. the benchmark's)
+ES_DIR="$(realpath -m "$ES_DIR")"          # relative to the caller: the node is started from its home
 ES_HOME="$ES_DIR/elasticsearch-$ES_VERSION"
 ES_DATA="$ES_DIR/data"
 ES_LOGS="$ES_DIR/logs"

@@ -34,7 +34,7 @@ class EsNode:
     es_dir: Path
     port: int
     heap: str
-    cores: str | None = None  # `taskset -c` list for every thread of the node (bench/run.py --pin); None: any
+    cores: str | None = None  # `taskset -c` cores the node is started on (bench/run.py --pin); None: any
 
     @property
     def url(self) -> str:
@@ -43,8 +43,10 @@ class EsNode:
     def _script(self, action: str) -> str:
         env = os.environ | {"ES_DIR": str(self.es_dir), "ES_PORT": str(self.port), "ES_HEAP": self.heap}
         env.pop("ES_URL", None)  # es.sh starts nothing when ES_URL is set; this node is always local
+        # a node started pinned sizes its thread pools for its cores (allocated_processors)
+        pinned = ["taskset", "-c", self.cores] if self.cores is not None else []
         done = subprocess.run(
-            [str(self.project / "scripts" / "es.sh"), action],
+            [*pinned, str(self.project / "scripts" / "es.sh"), action],
             env=env,
             capture_output=True,
             text=True,
@@ -56,10 +58,18 @@ class EsNode:
 
     def up(self) -> str:
         started = self._script("up")
+        if self.cores is None:
+            return started
         pid = self.pid()
-        if self.cores is not None and pid is not None:
-            # every thread of a node already running too; the threads it starts later inherit the set
-            subprocess.run(["taskset", "-a", "-p", "-c", self.cores, str(pid)], check=True, capture_output=True)
+        if pid is None:
+            raise RuntimeError(f"--pin: no PID file in {self.es_dir}: cannot pin the node")
+        processors = self.describe()["processors"]
+        wanted = len(self.cores.split(","))
+        if processors != wanted:
+            raise RuntimeError(
+                f"--pin: the node at {self.url} was started on {processors} processors, before pinning; stop it "
+                f"(ES_DIR={self.es_dir} ES_PORT={self.port} scripts/es.sh stop) and run again"
+            )
         return started
 
     def stop(self) -> str:
@@ -97,8 +107,8 @@ class EsNode:
                 .get("threshold_enabled"),
             },
             "index_settings_during_load": LOAD_SETTINGS,
-            "started_with": f"ES_DIR={self.es_dir} ES_PORT={self.port} ES_HEAP={self.heap} scripts/es.sh up"
-            + (f"; taskset -a -p -c {self.cores} <its pid>" if self.cores is not None else ""),
+            "started_with": (f"taskset -c {self.cores} " if self.cores is not None else "")
+            + f"ES_DIR={self.es_dir} ES_PORT={self.port} ES_HEAP={self.heap} scripts/es.sh up",
             "cores": self.cores or "any",
         }
 

@@ -6,7 +6,8 @@ Issue 22's options side by side, each run by the harness as its own measured pro
 - `native`: the pipeline's reader of nfdump's file layout (flows_pipeline/sources/nffile.py);
 - `nfdump_json`: `nfdump -o json` on a pipe, a block at a time parsed by Arrow's JSON reader
   and mapped to the raw schema (flows_pipeline/sources/nfcapd.py, the native reader's fallback);
-- `nfdump_json_2proc`: the same, one file per process in a pool of 2 (this machine's cores);
+- `nfdump_json_2proc`: the same, one file per process in a pool of 2 (this machine's cores; under
+  `bench/run.py --pin` both share the harness's one core, which makes this line meaningless);
 - `nfdump_csv_arrow`: `nfdump -q -o csv` into Arrow's multithreaded streaming CSV reader, parsed
   only (not mapped to the raw schema: a lower bound of that option's cost; nfdump 1.7.1's csv
   prints times to the second, so it could not be the raw table's source anyway).
