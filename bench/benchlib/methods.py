@@ -27,7 +27,8 @@ PARALLEL_BULK = "parallel_bulk"
 STREAMING_BULK = "streaming_bulk"
 DAGSTER_ES = "dagster_elasticsearch"
 CEILING = "ceiling"
-METHODS = (PIPELINE, PIPELINE_SPAWN, INCIDENT, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, CEILING)
+ESPIPE = "espipe"  # a peer, built by bench/peers.sh (issue 23)
+METHODS = (PIPELINE, PIPELINE_SPAWN, INCIDENT, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, CEILING, ESPIPE)
 DAGSTER_METHODS = frozenset({PIPELINE, PIPELINE_SPAWN, DAGSTER_ES})
 
 # Which processes of a tree are the "workers" whose peak and growth are reported.
@@ -126,12 +127,12 @@ class PlannedRun:
 
 def planned_runs(methods: list[str], concurrencies: list[int], rows: int, smallest: int) -> list[PlannedRun]:
     """The runs of one size, in a fixed order (the ceiling first: it also shows the node is warm)."""
-    order = [CEILING, PIPELINE, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, INCIDENT, PIPELINE_SPAWN]
+    order = [CEILING, PIPELINE, ESPIPE, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, INCIDENT, PIPELINE_SPAWN]
     runs: list[PlannedRun] = []
     for method in order:
         if method not in methods:
             continue
-        if method in (CEILING, PIPELINE, PARALLEL_BULK):
+        if method in (CEILING, PIPELINE, ESPIPE, PARALLEL_BULK):
             runs += [PlannedRun(method, n) for n in concurrencies]
         elif method == INCIDENT:
             runs.append(PlannedRun(method, os.cpu_count() or 1))  # its default max_workers
@@ -157,6 +158,7 @@ def build_spec(planned: PlannedRun, data: Dataset, settings: Settings, run_id: s
         STREAMING_BULK: _client_helper,
         DAGSTER_ES: _dagster_es,
         CEILING: _ceiling,
+        ESPIPE: _espipe,
     }
     return builders[planned.method](planned, data, settings, run_id)
 
@@ -338,3 +340,20 @@ def _ceiling(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str
     return _into_harness_index(
         planned, data, run_id, command, index, notes="the pipeline's own bodies, from disk, N requests in flight"
     )
+
+
+def _espipe(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
+    index = _index_name(planned, data, run_id)
+    espipe = settings.work / "peers" / "bin" / "espipe"
+    if not espipe.exists():
+        raise RuntimeError(f"{espipe} is missing: build it with bench/peers.sh (cargo, crates.io)")
+    argv = [
+        settings.python, settings.script("espipe_loader.py"), "--espipe", str(espipe),
+        "--documents", str(data.bodies_dir / "documents.ndjson"), "--url", settings.node.url, "--index", index,
+        "--concurrency", str(planned.max_concurrent), "--batch-size", "10000",
+    ]  # fmt: skip
+    command = Command(argv, timeout_s=timeout_for(settings, data.rows))
+    return _into_harness_index(
+        planned, data, run_id, command, index,
+        notes="espipe 0.7.0: the same documents from finished NDJSON, 10,000 a request, N requests in flight",
+    )  # fmt: skip

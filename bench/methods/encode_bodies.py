@@ -2,7 +2,8 @@
 
 Exactly the bodies flows_pipeline sends: the same chunk plan (plan_chunks) and the same encoder
 and cut (chunk_loading.chunk_bodies: bulk_encoding.encode_lines/assemble_bodies, 5 MiB / 10,000
-docs), one file per body with a manifest. Run once per size, before (and outside) the timed
+docs), one file per body with a manifest; and the bodies' documents alone in one NDJSON file, the
+peers' input. Run once per size, before (and outside) the timed
 ceiling runs; its own rate is the encoder's throughput with no Elasticsearch in the way.
 
     python bench/methods/encode_bodies.py --table FILE --out DIR
@@ -23,6 +24,7 @@ from flows_pipeline.es.index_lifecycle import LoadAttempt
 from flows_pipeline.orchestration.resources import FlowsElasticsearch
 
 MANIFEST = "manifest.json"
+DOCUMENTS = "documents.ndjson"  # the bodies' source lines alone: the peers' input (espipe_loader.py)
 # the documents carry an attempt token and attempt-prefixed ids like the pipeline's (same bytes)
 CEILING_ATTEMPT = LoadAttempt(
     alias="ceiling", bucket="ceiling", token="2021.10.28-00-ceiling0-1635379200000", id_prefix="ceiling0-2800-"
@@ -42,13 +44,17 @@ def main() -> None:
     bodies: list[dict] = []
     write_s = 0.0
     clock = Stopwatch()
-    for chunk in plan_chunks(Path(args.table), 4, defaults.max_row_groups_per_chunk):
-        for body in chunk_bodies(ChunkTask(CEILING_ATTEMPT, chunk), limits):
-            started = time.monotonic()
-            name = f"body-{len(bodies):06d}.ndjson"
-            (out / name).write_bytes(body.payload)
-            write_s += time.monotonic() - started
-            bodies.append({"file": name, "docs": body.docs, "bytes": len(body.payload), "first_row": body.first_row})
+    with (out / DOCUMENTS).open("wb") as documents:
+        for chunk in plan_chunks(Path(args.table), 4, defaults.max_row_groups_per_chunk):
+            for body in chunk_bodies(ChunkTask(CEILING_ATTEMPT, chunk), limits):
+                started = time.monotonic()
+                name = f"body-{len(bodies):06d}.ndjson"
+                (out / name).write_bytes(body.payload)
+                documents.writelines(body.payload.splitlines(keepends=True)[1::2])  # action, source, ...
+                write_s += time.monotonic() - started
+                bodies.append(
+                    {"file": name, "docs": body.docs, "bytes": len(body.payload), "first_row": body.first_row}
+                )
     total_s = clock.seconds()
     (out / MANIFEST).write_text(json.dumps(bodies))
     docs = sum(b["docs"] for b in bodies)
