@@ -37,12 +37,12 @@ def postgres_bindir() -> Path | None:
     return next((path for path in candidates if (path / "initdb").exists()), None)
 
 
-def missing_tool(what: str) -> None:
+def missing_tool(what: str, install: str = "`make system-packages` as root installs it") -> None:
     """A tool a test needs is not installed: skipped on a developer's machine, but a failure in CI
     (`CI` set, as `.ci/run` does), where `make setup` installs it and its absence is a broken setup."""
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing in CI: `make setup` should have installed it")
-    pytest.skip(f"{what} is not installed here (`make system-packages` as root installs it)")
+    pytest.skip(f"{what} is not installed here ({install})")
 
 
 def pg_sh(cluster: Path, port: int, *args: str) -> str:
