@@ -94,7 +94,10 @@ class S3Settings:
 
 @functools.lru_cache(maxsize=4)
 def _s3(settings: S3Settings) -> pafs.S3FileSystem:
-    options: dict = {"region": settings.region}
+    # background_writes off: each part (pyarrow's 10 MB) is sent before the writer goes on, so a step
+    # holds one part whatever the upload's speed; in the background, parts not yet sent wait in memory
+    # and nothing we can configure bounds how many
+    options: dict = {"region": settings.region, "background_writes": False}
     if settings.endpoint_url:
         scheme, host = settings.endpoint_url.split("://", 1)
         options |= {"scheme": scheme, "endpoint_override": host}
