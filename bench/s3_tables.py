@@ -8,7 +8,7 @@ s3proxy is started for the measurement by scripts/s3proxy.sh (its own folder ben
 --s3-port) and stopped after it. Each run gets a fresh DAGSTER_HOME (the local instance's
 dagster.yaml), its own index prefix and its own storage root; its step times are read from its event
 log (STEP_START -> STEP_SUCCESS). Prints the Markdown of bench/RESULTS.md's "Tables on S3" section
-and writes the raw figures to --out.
+and writes the raw figures to --out (bench/results/s3-tables-N.json are the committed ones).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -116,6 +117,11 @@ def markdown(runs: list[dict]) -> str:
             f"| {round_no} | **whole command** (wall) | **{local['wall_s']:.2f}** | **{s3['wall_s']:.2f}** | "
             f"**{s3['wall_s'] / local['wall_s']:.2f}** |"
         )
+    medians = {kind: statistics.median(r["wall_s"] for r in runs if r["kind"] == kind) for kind in ("local", "s3")}
+    lines.append(
+        f"| median | **whole command** (wall) | **{medians['local']:.2f}** | **{medians['s3']:.2f}** | "
+        f"**{medians['s3'] / medians['local']:.2f}** |"
+    )
     return "\n".join(lines)
 
 
@@ -125,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--es-url", default=f"http://127.0.0.1:{os.environ.get('ES_PORT', '9200')}")
     parser.add_argument("--s3-port", type=int, default=9310)
-    parser.add_argument("--out", type=Path, default=PROJECT / "bench" / "results" / "s3-tables.json")
+    parser.add_argument("--out", type=Path, default=PROJECT / "bench" / "work" / "s3-tables.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     s3proxy(args.s3_port, "up")

@@ -96,8 +96,9 @@ class S3Settings:
 def _s3(settings: S3Settings) -> pafs.S3FileSystem:
     # background_writes off: each part (pyarrow's 10 MB) is sent before the writer goes on, so a step
     # holds one part whatever the upload's speed; in the background, parts not yet sent wait in memory
-    # and nothing we can configure bounds how many
-    options: dict = {"region": settings.region, "background_writes": False}
+    # and nothing we can configure bounds how many. allow_delayed_open: an object under one part (a
+    # summary, a quarantine, a digest) is one PutObject, not a multipart upload of three requests
+    options: dict = {"region": settings.region, "background_writes": False, "allow_delayed_open": True}
     if settings.endpoint_url:
         scheme, host = settings.endpoint_url.split("://", 1)
         options |= {"scheme": scheme, "endpoint_override": host}
