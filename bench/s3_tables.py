@@ -27,23 +27,16 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance
 
 PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))  # the project root: flows_pipeline_tests (its s3proxy helpers)
+
+from flows_pipeline_tests.s3 import s3_exports, s3_sh  # noqa: E402
+
 WORK = PROJECT / "bench" / "work" / "s3-tables"
 PARTITION = "2021-10-28-03:00"
 
 
 def s3proxy(port: int, *args: str) -> str:
-    env = {**os.environ, "S3_DIR": str(WORK / "s3"), "S3_PORT": str(port)}
-    script = PROJECT / "scripts" / "s3proxy.sh"
-    return subprocess.run(["bash", str(script), *args], env=env, check=True, capture_output=True, text=True).stdout
-
-
-def s3_environment(port: int) -> dict[str, str]:
-    """The exports of `scripts/s3proxy.sh env`, evaluated as a shell would (the secret never printed)."""
-    env = {**os.environ, "S3_DIR": str(WORK / "s3"), "S3_PORT": str(port)}
-    script = f'eval "$(bash {PROJECT / "scripts" / "s3proxy.sh"} env)" && env -0'
-    done = subprocess.run(["bash", "-c", script], env=env, check=True, capture_output=True, text=True)
-    names = ("FLOWS_STORAGE_ROOT", "FLOWS_S3_ENDPOINT_URL", "AWS_")
-    return dict(item.split("=", 1) for item in done.stdout.split("\0") if item.startswith(names))
+    return s3_sh(WORK / "s3", port, *args)
 
 
 def step_seconds(home: Path) -> dict[str, float]:
@@ -136,7 +129,7 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     s3proxy(args.s3_port, "up")
     try:
-        s3_env = s3_environment(args.s3_port)
+        s3_env = s3_exports(WORK / "s3", args.s3_port)
         runs = [
             materialize(kind, args.rows, args.es_url, s3_env) for _ in range(args.rounds) for kind in ("local", "s3")
         ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ import pyarrow.fs as pafs
 
 from flows_pipeline.tables import table_store
 from flows_pipeline.tables.table_store import TableLocation
-from flows_pipeline_tests.support import PROJECT, run_script
+from flows_pipeline_tests.support import PROJECT, run_script, script_exports
 
 S3_SH = PROJECT / "scripts" / "s3proxy.sh"
 TEST_SERVER = PROJECT / ".s3" / "test"
@@ -28,9 +27,19 @@ def java_found() -> bool:
     return shutil.which("java") is not None or Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/java").exists()
 
 
+def s3_environment(folder: Path, port: int) -> dict[str, str]:
+    """scripts/s3proxy.sh's environment for the server in `folder` on `port`."""
+    return {**os.environ, "S3_DIR": str(folder), "S3_PORT": str(port)}
+
+
 def s3_sh(folder: Path, port: int, *args: str) -> str:
     """Run scripts/s3proxy.sh on the server in `folder`; its output, or a failure with its last lines."""
-    return run_script(S3_SH, *args, env={**os.environ, "S3_DIR": str(folder), "S3_PORT": str(port)}, timeout=300)
+    return run_script(S3_SH, *args, env=s3_environment(folder, port), timeout=300)
+
+
+def s3_exports(folder: Path, port: int) -> dict[str, str]:
+    """What `scripts/s3proxy.sh env` exports for that server: the storage root, endpoint, credentials."""
+    return script_exports(S3_SH, s3_environment(folder, port), ("FLOWS_STORAGE_ROOT", "FLOWS_S3_ENDPOINT_URL", "AWS_"))
 
 
 @dataclass(frozen=True)
@@ -48,16 +57,14 @@ class OwnS3:
         s3_sh(folder, port, "stop")
         shutil.rmtree(folder / "data", ignore_errors=True)
         s3_sh(folder, port, "up")
-        # the exports evaluated as a shell would (the secret is read from its file there)
-        script = f'eval "$(bash {S3_SH} env)" && env -0'
-        shell = {**os.environ, "S3_DIR": str(folder), "S3_PORT": str(port)}
-        done = subprocess.run(["bash", "-c", script], env=shell, capture_output=True, text=True, check=True)
-        names = ("FLOWS_STORAGE_ROOT", "FLOWS_S3_ENDPOINT_URL", "AWS_")
-        exported = dict(item.split("=", 1) for item in done.stdout.split("\0") if item.startswith(names))
-        return cls(folder, port, exported)
+        return cls(folder, port, s3_exports(folder, port))
 
     def stop(self) -> None:
         s3_sh(self.folder, self.port, "stop")
+
+    def restart(self) -> None:
+        """Start it again after `stop`, with the objects it had."""
+        s3_sh(self.folder, self.port, "up")
 
     def new_root(self) -> str:
         """An s3:// root nothing else writes under."""

@@ -246,17 +246,20 @@ def write_text(location: TableLocation, text: str) -> None:
 
 
 class _HashingWriter:
-    """A file object over an S3 output stream that counts and hashes the bytes as they pass."""
+    """A file object over an S3 output stream that counts and hashes the bytes as they pass; a part
+    that fails to upload raises the storage errors above (pyarrow's writer passes them on as raised)."""
 
-    def __init__(self, stream: pa.NativeFile) -> None:
+    def __init__(self, stream: pa.NativeFile, location: TableLocation) -> None:
         self.stream = stream
+        self.location = location
         self.size = 0
         self.digest = hashlib.sha256()
         self.closed = False
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
-        self.stream.write(data)
+        with s3_errors(self.location, "uploading"):
+            self.stream.write(data)
         self.size += len(data)
         return len(data)
 
@@ -288,7 +291,7 @@ class TableSink:
             self._filesystem, self._key = resolve(location)
             self._tmp_key = f"{self._key}.tmp-{uuid.uuid4().hex}"
             with s3_errors(location, "starting the upload of"):
-                self._writer = _HashingWriter(self._filesystem.open_output_stream(self._tmp_key))
+                self._writer = _HashingWriter(self._filesystem.open_output_stream(self._tmp_key), location)
             self.where: str | _HashingWriter = self._writer
         else:
             path = Path(location)
@@ -347,7 +350,8 @@ class TableSink:
         except BaseException:
             self.abort()
             raise
-        delete(temporary)
+        with contextlib.suppress(OSError):  # the table is in place; a temporary left behind is never read
+            self._filesystem.delete_file(self._tmp_key)
         return recorded if digest else ""
 
 

@@ -103,6 +103,23 @@ def test_a_write_failing_half_way_publishes_nothing_and_keeps_the_previous_table
     assert parquet_metadata(table).num_rows == 2_000
 
 
+def test_the_server_going_away_during_an_upload_is_transient_names_the_table_and_publishes_nothing(s3: OwnS3):
+    """A real failure of the upload itself: s3proxy stopped (by its PID) part way through a table's
+    bytes, before its first part (pyarrow's 10 MB) is sent."""
+    table = f"{s3.new_root()}/flow_table/2021-10-28/03.parquet"
+    sink = TableSink(table)
+    sink.where.write(b"PAR1" + bytes(6 * 2**20))
+    s3.stop()
+    try:
+        with pytest.raises(StorageUnavailableError) as failed:
+            sink.where.write(bytes(6 * 2**20))  # the part is full: its upload is tried now
+        sink.abort()
+    finally:
+        s3.restart()
+    assert "uploading s3://" in str(failed.value) and "flow_table/2021-10-28/03.parquet" in str(failed.value)
+    assert stored_files(table.rsplit("/", 3)[0]) == []
+
+
 def test_a_small_table_failing_while_written_leaves_no_object(s3: OwnS3):
     location = f"{s3.new_root()}/flow_summary/2021-10-28/03.parquet"
     sink = TableSink(location)
