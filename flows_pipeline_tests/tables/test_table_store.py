@@ -11,6 +11,7 @@ from datetime import timedelta
 import pyarrow as pa
 import pytest
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.hour import Hour, hour_of
 from flows_pipeline.sources.synthetic import synthetic_batches
 from flows_pipeline.tables import table_store
@@ -53,6 +54,28 @@ def write_flow_table(location, batches) -> RowGroupWriter:
         for batch in batches:
             writer.write(batch)
     return writer
+
+
+def test_the_s3_settings_come_from_the_environment_and_a_wrong_one_is_named():
+    assert S3Settings.from_env({}) == S3Settings(endpoint_url=None, region=None)  # AWS S3, the SDK's region
+    assert S3Settings.from_env({"AWS_ENDPOINT_URL": "http://127.0.0.1:9300/"}) == S3Settings(
+        "http://127.0.0.1:9300", "us-east-1"
+    )
+    both = {
+        "FLOWS_S3_ENDPOINT_URL": "https://minio.example:9000",
+        "AWS_ENDPOINT_URL": "http://other",
+        "AWS_REGION": "eu",
+    }
+    assert S3Settings.from_env(both) == S3Settings("https://minio.example:9000", "eu")
+    with pytest.raises(ConfigurationError, match=r"FLOWS_S3_ENDPOINT_URL='minio:9000': expected http\(s\)://"):
+        S3Settings.from_env({"FLOWS_S3_ENDPOINT_URL": "minio:9000"})
+    with pytest.raises(ConfigurationError, match="FLOWS_STORAGE_ROOT='s3://'"):
+        table_store.normalized_root("s3://")
+    root = table_store.normalized_root("s3://flows/tables/")
+    assert (
+        table_store.join(root, "flow_table", "2021-10-28", "03.parquet")
+        == "s3://flows/tables/flow_table/2021-10-28/03.parquet"
+    )
 
 
 @pytest.fixture
