@@ -126,6 +126,7 @@ class TableCommitError(TerminalError):
 
 
 _REFUSALS = ("ACCESS_DENIED", "NO_SUCH_BUCKET", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "HTTP status 4")
+_PASSING = ("HTTP status 408", "HTTP status 429", "SLOW_DOWN", "THROTTLING")  # 4xx that a later try can pass
 _SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
@@ -152,7 +153,7 @@ def storage_error(location: TableLocation, action: str, err: OSError) -> Excepti
             "that do not implement the SDK's default checksums (s3proxy 2.7 does not) need "
             "AWS_REQUEST_CHECKSUM_CALCULATION=when_required and AWS_RESPONSE_CHECKSUM_VALIDATION=when_required"
         )
-    if any(code in reason for code in _REFUSALS):
+    if any(code in reason for code in _REFUSALS) and not any(code in reason for code in _PASSING):
         return StorageRefusedError(
             f"{where}: refused ({reason}); check the bucket in FLOWS_STORAGE_ROOT, the endpoint "
             "(FLOWS_S3_ENDPOINT_URL), the region (AWS_REGION), the credentials (AWS_ACCESS_KEY_ID, "

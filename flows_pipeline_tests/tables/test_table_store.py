@@ -5,8 +5,10 @@ deletes the expired hours' objects, as it deletes their local files."""
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from datetime import timedelta
+from unittest import mock
 
 import pyarrow as pa
 import pytest
@@ -76,6 +78,28 @@ def test_the_s3_settings_come_from_the_environment_and_a_wrong_one_is_named():
         table_store.join(root, "flow_table", "2021-10-28", "03.parquet")
         == "s3://flows/tables/flow_table/2021-10-28/03.parquet"
     )
+
+
+@pytest.mark.parametrize(
+    ("reason", "kind", "advice"),
+    [
+        ("AWS Error ACCESS_DENIED during HeadObject operation: Forbidden", StorageRefusedError, "AWS_ACCESS_KEY_ID"),
+        ("AWS Error NO_SUCH_BUCKET during PutObject operation", StorageRefusedError, "FLOWS_STORAGE_ROOT"),
+        ("AWS Error UNKNOWN (HTTP status 501) during UploadPart operation: NotImplemented", StorageRefusedError,
+         "AWS_REQUEST_CHECKSUM_CALCULATION=when_required"),
+        ("AWS Error SLOW_DOWN (HTTP status 503) during PutObject operation", StorageUnavailableError, "retried"),
+        ("AWS Error UNKNOWN (HTTP status 429) during GetObject operation", StorageUnavailableError, "retried"),
+        ("AWS Error NETWORK_CONNECTION during HeadObject operation: curlCode: 7", StorageUnavailableError, "retried"),
+    ],
+)  # fmt: skip
+def test_a_failed_request_is_terminal_or_transient_by_the_servers_reason_and_says_what_to_do(reason, kind, advice):
+    location = "s3://flows/tables/flow_table/2021-10-28/03.parquet"
+    secret = "a-secret-that-must-not-show"
+    with mock.patch.dict(os.environ, {"AWS_SECRET_ACCESS_KEY": secret}):
+        error = table_store.storage_error(location, "reading", OSError(f"{reason} {secret}"))
+    assert type(error) is kind
+    assert location in str(error) and reason in str(error) and advice in str(error)
+    assert secret not in str(error) and "<AWS_SECRET_ACCESS_KEY>" in str(error)
 
 
 @pytest.fixture
