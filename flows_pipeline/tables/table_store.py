@@ -9,8 +9,8 @@ S3's settings come from the environment of each process, as the AWS SDKs read th
 (FLOWS_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL; AWS's own by default), the
 region (AWS_REGION or AWS_DEFAULT_REGION) and the credentials (AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, or the SDK's other sources: profile, instance role).
-The credentials are never read here, so no object of the project holds one: nothing to print,
-log, pickle into a step's inputs or show in Dagster's metadata.
+No object of the project holds a credential (they are looked up only to blank them out of an
+error's message): nothing to print, log, pickle into a step's inputs or show in Dagster's metadata.
 
 Commit protocol. A local table is written to a temporary file beside it and renamed into place.
 S3 has no rename, and pyarrow's `open_output_stream` completes the upload even when an exception
@@ -312,8 +312,8 @@ class TableSink:
             digest_location(self._tmp).unlink(missing_ok=True)
             return
         # pyarrow has no abort (apache/arrow#40502): closing completes the upload of the partial
-        # temporary, which is then deleted; it never was at the table's key
-        # an upload that cannot complete leaves no object (a bucket rule expires incomplete multipart uploads)
+        # temporary, which is then deleted; it never was at the table's key. An upload that cannot
+        # complete leaves no object (a bucket rule expires incomplete multipart uploads).
         with contextlib.suppress(OSError):
             self._writer.stream.close()
         # a temporary left behind is never read: readers open exact keys
