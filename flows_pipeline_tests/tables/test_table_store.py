@@ -185,6 +185,9 @@ def test_wrong_credentials_are_refused_naming_the_object_and_never_the_secret(ow
     assert "FLOWS_S3_ENDPOINT_URL" in message and secret not in message
     assert own_s3.env["AWS_SECRET_ACCESS_KEY"] not in message
     assert own_s3.env["AWS_SECRET_ACCESS_KEY"] not in repr(S3Settings.from_env(own_s3.env))
+    with own_s3.environment():  # what pickling pyarrow's file system would carry: no credential (the SDK reads them)
+        filesystem, _ = table_store.resolve(table)
+        assert own_s3.env["AWS_SECRET_ACCESS_KEY"] not in repr(filesystem.__reduce__())
 
 
 def test_an_unreachable_endpoint_is_transient_and_named(own_s3: OwnS3):
