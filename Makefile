@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup system-packages es-up es-down es-status pg-up pg-down pg-status demo test test-unit ui lint bench bench-quick clean-data
+.PHONY: setup system-packages es-up es-down es-status pg-up pg-down pg-status s3-up s3-down s3-status demo test test-unit ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -49,6 +49,17 @@ pg-down:
 
 pg-status:
 	scripts/postgres.sh status
+
+# S3-compatible storage for the tables (FLOWS_STORAGE_ROOT=s3://...): s3proxy in .s3/ on S3_PORT (9300);
+# eval "$$(scripts/s3proxy.sh env)" points a run at it
+s3-up:
+	scripts/s3proxy.sh up
+
+s3-down:
+	scripts/s3proxy.sh stop
+
+s3-status:
+	scripts/s3proxy.sh status
 
 # The three most recent closed hours (or HOURS="2021-10-28-00:00 2021-10-28-01:00"), then what landed.
 demo: setup es-up

@@ -4,7 +4,8 @@ the suite's own PostgreSQL for the production instance (deploy/dagster.yaml).
 Tests that use a fixture which needs the node are marked `elasticsearch` here, so that
 `pytest -m "not elasticsearch"` runs all the others without one. Tests on the extra nodes that
 scripts/es.sh starts for them (a secured node, three nodes, another major) are marked `cluster`
-too: `pytest -m "not cluster"` leaves them out. Tests on PostgreSQL are marked `postgres`.
+too: `pytest -m "not cluster"` leaves them out. Tests on PostgreSQL are marked `postgres`, tests on
+the suite's own S3 server (s3proxy) `s3`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from flows_pipeline.errors import FlowsError
 from flows_pipeline.es.connection import connect
 from flows_pipeline_tests.nodes import ThreeNodes
 from flows_pipeline_tests.postgres import TEST_CLUSTER, OwnPostgres, missing_tool, postgres_bindir
+from flows_pipeline_tests.s3 import TEST_SERVER, OwnS3, java_found
 from flows_pipeline_tests.support import Project, connection_settings, free_port, make_project
 
 NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "pg_project", "dagster_ui"})
 NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
 NEEDS_POSTGRES = frozenset({"own_postgres", "pg_project"})
+NEEDS_S3 = frozenset({"own_s3"})
 
 
 def _three_node_tests(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -38,6 +41,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
         if NEEDS_POSTGRES & fixtures:
             item.add_marker(pytest.mark.postgres)
+        if NEEDS_S3 & fixtures:
+            item.add_marker(pytest.mark.s3)
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
         if (NEEDS_ELASTICSEARCH | NEEDS_CLUSTER) & fixtures or item.get_closest_marker("cluster"):
             item.add_marker(pytest.mark.elasticsearch)
@@ -81,6 +86,17 @@ def own_postgres() -> Iterator[OwnPostgres]:
     cluster = OwnPostgres.up(TEST_CLUSTER, free_port())
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def own_s3() -> Iterator[OwnS3]:
+    """The suite's s3proxy (scripts/s3proxy.sh, .s3/test, a free port), fresh each session and stopped
+    at its end. Without Java: skipped, but failed in CI."""
+    if not java_found():
+        missing_tool("Java (for s3proxy)", "install a JDK 17+ or set S3_JAVA_HOME")
+    server = OwnS3.up(TEST_SERVER, free_port())
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from unittest import mock
 import pytest
 from dagster import DagsterInstance
 
-from flows_pipeline_tests.support import PROJECT, run_script
+from flows_pipeline_tests.support import PROJECT, run_script, script_exports
 
 PG_SH = PROJECT / "scripts" / "postgres.sh"
 TEST_CLUSTER = PROJECT / ".pg" / "test"
@@ -37,12 +37,12 @@ def postgres_bindir() -> Path | None:
     return next((path for path in candidates if (path / "initdb").exists()), None)
 
 
-def missing_tool(what: str) -> None:
+def missing_tool(what: str, install: str = "`make system-packages` as root installs it") -> None:
     """A tool a test needs is not installed: skipped on a developer's machine, but a failure in CI
     (`CI` set, as `.ci/run` does), where `make setup` installs it and its absence is a broken setup."""
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing in CI: `make setup` should have installed it")
-    pytest.skip(f"{what} is not installed here (`make system-packages` as root installs it)")
+    pytest.skip(f"{what} is not installed here ({install})")
 
 
 def pg_sh(cluster: Path, port: int, *args: str) -> str:
@@ -65,12 +65,8 @@ class OwnPostgres:
         pg_sh(cluster, port, "stop")
         shutil.rmtree(cluster, ignore_errors=True)
         pg_sh(cluster, port, "up")
-        # the exports evaluated as a shell would (the password is read from its file there)
-        script = f'eval "$(bash {PG_SH} env)" && env -0'
         shell = {**os.environ, "PG_DIR": str(cluster), "PG_PORT": str(port)}
-        done = subprocess.run(["bash", "-c", script], env=shell, capture_output=True, text=True, check=True)
-        exported = dict(item.split("=", 1) for item in done.stdout.split("\0") if item.startswith("DAGSTER_PG_"))
-        return cls(cluster, port, exported)
+        return cls(cluster, port, script_exports(PG_SH, shell, ("DAGSTER_PG_",)))
 
     def stop(self) -> None:
         pg_sh(self.cluster, self.port, "stop")

@@ -175,6 +175,14 @@ def run_script(script: Path, *args: str, env: dict[str, str] | None = None, time
     return done.stdout
 
 
+def script_exports(script: Path, env: dict[str, str], prefixes: tuple[str, ...]) -> dict[str, str]:
+    """The variables named with `prefixes` that `bash script env` exports, evaluated as a shell would:
+    a secret the exports read from its file is handed over here, never printed."""
+    shell = f'eval "$(bash {script} env)" && env -0'
+    done = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in done.stdout.split("\0") if item.startswith(prefixes))
+
+
 def free_port() -> int:
     """A TCP port nothing listens on now, on the loopback interface."""
     with socket.socket() as sock:

@@ -29,8 +29,8 @@ EXEC_START = {
     ],
     "flows-dagster-daemon.service": [f"{INSTALL}/.venv/bin/dagster-daemon", "run", "-w", f"{INSTALL}/workspace.yaml"],
 }  # fmt: skip
-# the README's variables that are not the deployment's: the local Elasticsearch node and cluster
-LOCAL_ONLY = {"ES_PORT", "ES_HEAP", "ES_JAVA_HOME", "ES_VERSION", "PG_PORT"}
+# the README's variables that are not the deployment's: the local Elasticsearch node, cluster and s3proxy
+LOCAL_ONLY = {"ES_PORT", "ES_HEAP", "ES_JAVA_HOME", "ES_VERSION", "PG_PORT", "S3_PORT"}
 
 
 def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:

@@ -14,12 +14,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
-import pyarrow.parquet as pq
-
 from flows_pipeline.es.index_lifecycle import count, published_index
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.hour import hour_of, recent_closed_hours
 from flows_pipeline.orchestration.resources import resolved_resources
+from flows_pipeline.tables.row_groups import parquet_metadata
 
 
 def materialize(partition_key: str) -> None:
@@ -46,8 +45,9 @@ def main(partition_keys: list[str]) -> None:
         hour = hour_of(key)
         started = time.monotonic()
         materialize(key)
-        rows = pq.ParquetFile(storage.table_path("flow_table", hour)).metadata.num_rows
-        quarantined = pq.ParquetFile(storage.table_path("flow_quarantine", hour)).metadata.num_rows
+        # a local file or an S3 object alike (FLOWS_STORAGE_ROOT)
+        rows = parquet_metadata(storage.table_path("flow_table", hour)).num_rows
+        quarantined = parquet_metadata(storage.table_path("flow_quarantine", hour)).num_rows
         alias = es.layout.hour_alias(hour)
         print(f"\n{key}  materialized in {time.monotonic() - started:.1f} s")
         print(f"  flow_table rows      {rows:>12,}")

@@ -8,10 +8,10 @@ for ten rows as for ten million, and each step opens only its own row groups.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.tables.row_groups import parquet_metadata, verify_digest
+from flows_pipeline.tables.table_store import TableLocation
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ChunkSpec:
         return f"rows_{self.first_row:09d}_{self.first_row + self.rows:09d}"
 
 
-def plan_chunks(table_path: Path, parallel_steps: int, max_row_groups_per_chunk: int) -> list[ChunkSpec]:
+def plan_chunks(table_path: TableLocation, parallel_steps: int, max_row_groups_per_chunk: int) -> list[ChunkSpec]:
     """Consecutive, near-equal ranges of row groups covering every row once.
 
     As many chunks as the run indexes at once (`parallel_steps`), so every step works and they

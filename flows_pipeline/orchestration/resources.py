@@ -32,6 +32,7 @@ from flows_pipeline.hour import Hour
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
 from flows_pipeline.sources.time_units import TimeUnit
 from flows_pipeline.tables.normalizer import NormalizeOptions
+from flows_pipeline.tables.table_store import TableLocation, join, normalized_root
 
 DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
 # an hour is late once unpublished this long after its scheduled run started: the incident's hour
@@ -52,7 +53,13 @@ TABLE_FOLDERS = {
 class FlowStorage(ConfigurableResource):
     """Parquet tables, one file per asset and hour: <root>/<asset>/<YYYY-MM-DD>/<HH>.parquet"""
 
-    root: str = Field(default=".flows_data", description="Folder of all tables (FLOWS_STORAGE_ROOT).")
+    root: str = Field(
+        default=".flows_data",
+        description=(
+            "Folder of all tables, or s3://bucket/prefix on S3-compatible storage (FLOWS_STORAGE_ROOT; endpoint, "
+            "region and credentials from the environment: README, 'Tables on S3')."
+        ),
+    )
     row_group_rows: int = Field(
         default=65_536,
         description="Rows per Parquet row group: the unit a chunk is made of, and what a reader holds at once.",
@@ -66,11 +73,13 @@ class FlowStorage(ConfigurableResource):
     )
 
     @property
-    def root_path(self) -> Path:
-        return Path(self.root).resolve()
+    def root_location(self) -> TableLocation:
+        """The absolute folder, or the s3:// URI; ConfigurationError for an S3 root without a bucket."""
+        return normalized_root(self.root)
 
-    def table_path(self, asset: str, hour: Hour) -> Path:
-        return self.root_path / asset / hour.start.strftime("%Y-%m-%d") / f"{hour.start:%H}.parquet"
+    def table_path(self, asset: str, hour: Hour) -> TableLocation:
+        """A Path under a local root, an s3://bucket/key string under an S3 one (tables/table_store.py)."""
+        return join(self.root_location, asset, hour.start.strftime("%Y-%m-%d"), f"{hour.start:%H}.parquet")
 
 
 class FlowRetention(ConfigurableResource):

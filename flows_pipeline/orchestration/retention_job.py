@@ -42,7 +42,7 @@ def apply_retention(
     cutoff = retention_cutoff(now, days)
     if cutoff is None:
         return {"retention_days": 0, "deleted": "nothing: retention is off (FLOWS_RETENTION_DAYS=0)"}
-    tables = {folder: delete_expired_tables(storage.root_path, [folder], cutoff) for folder in TABLE_FOLDERS}
+    tables = {folder: delete_expired_tables(storage.root_location, [folder], cutoff) for folder in TABLE_FOLDERS}
     indices = delete_expired(es.connect(), es.layout, cutoff)
     assets = [AssetKey(name) for name in sorted({*TABLE_FOLDERS.values(), "flow_index"})]
     runs = delete_expired_runs(instance, cutoff, assets, keep=own_run_id)

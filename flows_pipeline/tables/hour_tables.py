@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow.compute as pc
 
@@ -21,6 +20,7 @@ from flows_pipeline.sources.source_reader import ReceivedBatch
 from flows_pipeline.tables.flow_schema import FLOW_TABLE_SCHEMA
 from flows_pipeline.tables.normalizer import DEFAULT_OPTIONS, TIME_COLUMNS, NormalizeOptions, belongs_to_hour, normalize
 from flows_pipeline.tables.row_groups import RowGroupWriter, parquet_metadata, read_batches
+from flows_pipeline.tables.table_store import TableLocation, size
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class FlowTableStats:
     quarantined: int
     outside_hour: int
     row_groups: int
-    bytes_on_disk: int
+    bytes_on_disk: int  # of the flow table, locally or in its bucket
     sha256: str  # of the flow table file, recorded beside it and checked before it is indexed
 
 
@@ -45,7 +45,7 @@ class RecordsLostError(TerminalError):
 
 
 def write_raw_flows(
-    received: Iterable[ReceivedBatch], raw_path: Path, raw_quarantine_path: Path, row_group_rows: int
+    received: Iterable[ReceivedBatch], raw_path: TableLocation, raw_quarantine_path: TableLocation, row_group_rows: int
 ) -> RawTableStats:
     """Land the source's records unchanged (RAW_FLOW_SCHEMA), and those unreadable apart."""
     with (
@@ -59,11 +59,11 @@ def write_raw_flows(
 
 
 def build_flow_table(
-    raw_path: Path,
-    raw_quarantine_path: Path,
+    raw_path: TableLocation,
+    raw_quarantine_path: TableLocation,
     hour: Hour,
-    table_path: Path,
-    quarantine_path: Path,
+    table_path: TableLocation,
+    quarantine_path: TableLocation,
     row_group_rows: int,
     options: NormalizeOptions = DEFAULT_OPTIONS,
 ) -> FlowTableStats:
@@ -88,7 +88,7 @@ def build_flow_table(
         quarantined=quarantine.rows,
         outside_hour=outside,
         row_groups=-(-flows.rows // row_group_rows),
-        bytes_on_disk=table_path.stat().st_size,
+        bytes_on_disk=size(table_path) or 0,
         sha256=flows.digest,
     )
     if stats.records_read != stats.rows + stats.quarantined + stats.outside_hour:
@@ -111,7 +111,7 @@ class RecordTally:
         return self.records_read == self.rows + self.quarantined + self.outside_hour
 
 
-def recount(paths: dict[str, Path], hour: Hour, time_unit: str = "ns") -> RecordTally:
+def recount(paths: dict[str, TableLocation], hour: Hour, time_unit: str = "ns") -> RecordTally:
     """Records read = flow rows + quarantined + other hours, counted again from the files.
 
     Row counts come from the Parquet footers; flows of other hours are recounted from the raw

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow.compute as pc
 
 from flows_pipeline.tables.row_groups import parquet_metadata, read_batches
+from flows_pipeline.tables.table_store import TableLocation
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class QuarantineReport:
         return "\n".join(["| reason | records |", "|---|---:|", *rows]) if rows else "nothing was quarantined"
 
 
-def count_reasons(quarantine_path: Path, raw_quarantine_path: Path, batch_rows: int = 65_536) -> QuarantineReport:
+def count_reasons(
+    quarantine_path: TableLocation, raw_quarantine_path: TableLocation, batch_rows: int = 65_536
+) -> QuarantineReport:
     """Count the quarantine's records by reason, reading its `reason` column a row group at a time.
 
     Raises CorruptTableError, naming the file, when a table cannot be decoded.

@@ -8,7 +8,6 @@ so it is kept both as a table and as documents of a summary index (es/summary_in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -16,6 +15,7 @@ import pyarrow as pa
 from flows_pipeline.errors import TerminalError
 from flows_pipeline.hour import Hour
 from flows_pipeline.tables.row_groups import read_batches, verify_digest
+from flows_pipeline.tables.table_store import TableLocation
 
 TOP = 20
 COUNTERS = ["flows", "bytes", "packets"]
@@ -97,7 +97,7 @@ def _joined(result: pd.DataFrame, hour: Hour, kind: str) -> pd.DataFrame:
     return joined
 
 
-def summarize(table_path: Path, hour: Hour) -> pa.Table:
+def summarize(table_path: TableLocation, hour: Hour) -> pa.Table:
     """The summary rows of one hour's flow table."""
     verify_digest(table_path)  # the summary is published too: never from a damaged table
     totals = {kind: _Totals(by) for kind, (by, _) in _KINDS.items()}

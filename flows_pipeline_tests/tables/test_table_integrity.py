@@ -1,5 +1,6 @@
 """A flow table damaged on disk is found before anything is published from it, whatever the damage."""
 
+import hashlib
 import shutil
 
 import pyarrow.parquet as pq
@@ -13,12 +14,11 @@ from flows_pipeline.tables.normalizer import normalize
 from flows_pipeline.tables.row_groups import (
     CorruptTableError,
     RowGroupWriter,
-    digest_path,
-    file_digest,
     read_batches,
     verify_digest,
 )
 from flows_pipeline.tables.summary import summarize
+from flows_pipeline.tables.table_store import digest_location
 
 HOUR = hour_of("2021-10-28-03:00")
 
@@ -36,7 +36,8 @@ def table(tmp_path):
 
 
 def test_a_written_table_has_its_digest_beside_it(table):
-    assert digest_path(table).read_text().strip() == file_digest(table) == verify_digest(table)
+    sha256 = hashlib.sha256(table.read_bytes()).hexdigest()
+    assert digest_location(table).read_text().strip() == sha256 == verify_digest(table)
 
 
 def _flip_a_byte_that_still_decodes(table) -> None:
@@ -75,6 +76,6 @@ def test_another_valid_table_put_in_its_place_is_not_indexed(tmp_path, table):
 
 
 def test_a_table_without_its_digest_is_refused(table):
-    digest_path(table).unlink()
+    digest_location(table).unlink()
     with pytest.raises(CorruptTableError, match=r"03\.parquet\.sha256"):
         plan_chunks(table, 2, 32)

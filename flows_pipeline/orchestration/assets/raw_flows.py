@@ -37,7 +37,7 @@ def raw_flows(context: AssetExecutionContext, storage: FlowStorage, source: Flow
         settings = source.settings()
         previous = Hour(hour.start - timedelta(hours=1))
         needed = hour_estimate([storage.table_path(t, previous) for t in TABLE_FOLDERS], source_bytes(settings, hour))
-        check_disk_room(storage.root_path, needed, hour.key)
+        check_disk_room(storage.root_location, needed, hour.key)
         # before reading: a file that arrives during the read changes the set, and the hour is read again
         files = hour_file_set(settings, hour)
         if files is not None:
