@@ -93,7 +93,7 @@ def collect(packets: list[bytes], folder: Path, port: int) -> list[Path]:
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(1.0)  # its socket bound
+        _wait_until_bound(port, nfcapd)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
             for packet in packets:
                 sender.sendto(packet, ("127.0.0.1", port))
@@ -102,3 +102,17 @@ def collect(packets: list[bytes], folder: Path, port: int) -> list[Path]:
         nfcapd.terminate()  # SIGTERM: nfcapd closes its current file as a finished one
         nfcapd.wait(timeout=30)
     return sorted(p for p in folder.iterdir() if p.name.startswith("nfcapd.2"))
+
+
+def _wait_until_bound(port: int, nfcapd: subprocess.Popen, timeout_s: float = 30.0) -> None:
+    """Until nfcapd holds its UDP port (a fixed sleep lost the packets on a loaded machine)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if nfcapd.poll() is not None:
+            raise RuntimeError(f"nfcapd exited {nfcapd.returncode}: {nfcapd.stderr.read().decode()[-500:]}")
+        # /proc/net/udp lists bound sockets as <hex address>:<hex port>; a probe bind could race nfcapd's
+        if f"0100007F:{port:04X}" in Path("/proc/net/udp").read_text():
+            time.sleep(0.2)  # bound: a moment more to enter its receive loop
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nfcapd did not bind 127.0.0.1:{port} in {timeout_s} s")
