@@ -1,6 +1,12 @@
 """Assembles the code location: assets, job, schedule, executor and resources. Nothing else."""
+# ruff: noqa: E402 (the imports follow step_server.start_early on purpose)
 
 from __future__ import annotations
+
+from flows_pipeline.orchestration import step_server
+
+# before the imports below: the steps' forkserver preloads the project beside them (step_server.py)
+step_server.start_early()
 
 from dagster import Definitions
 

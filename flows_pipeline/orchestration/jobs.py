@@ -25,6 +25,7 @@ from flows_pipeline.orchestration.concurrency import DEFAULT_ES_BULK_STEPS, DEFA
 from flows_pipeline.orchestration.partitions import FIRST_HOUR
 from flows_pipeline.orchestration.resources import source_lag_minutes
 from flows_pipeline.orchestration.schedule_lag import SCHEDULE_LAG_TAG, cron_for_lag, hour_due_at
+from flows_pipeline.orchestration.step_server import PRELOAD_MODULES
 
 
 @configured(
@@ -54,14 +55,7 @@ def flows_executor(config: dict) -> dict:
         "max_concurrent": config["max_concurrent"],
         "tag_concurrency_limits": [{"key": ES_BULK_TAG, "value": "true", "limit": config["es_bulk_steps"]}],
         "start_method": (
-            {
-                "forkserver": {
-                    "preload_modules": [
-                        "flows_pipeline.orchestration.step_allocator",  # first: before Arrow loads
-                        "flows_pipeline.orchestration.step_preload",
-                    ]
-                }
-            }
+            {"forkserver": {"preload_modules": PRELOAD_MODULES}}
             if config["start_method"] == "forkserver"
             else {"spawn": {}}
         ),
