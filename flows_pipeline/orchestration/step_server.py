@@ -7,11 +7,14 @@ own process spent the seconds before that importing Dagster and the project and 
 core: the same work, in the timed path, overlapped (bench/fixed_cost.py, bench/RESULTS.md). No
 step is ever forked from a process holding data: the server starts before any row exists.
 
-Only the processes that orchestrate steps start it: `dagster asset materialize`, `dagster job
-execute` and the run worker the daemon's run launcher starts (`dagster api execute_run`). The
-webserver, the daemon, code servers and step processes do not. When the executor later launches
-its first step it finds this server running with the same preload and uses it; a run configured
-with `start_method: spawn` leaves it idle, and it exits with its parent.
+Only the processes that orchestrate a run's steps start it: `dagster asset materialize` and
+`dagster job execute` (the main process, by its command line), and the run worker that a code
+server spawns for each run the daemon's or the webserver's run launcher starts (the process whose
+target is Dagster's `start_run_in_subprocess`). The webserver, the daemon, code servers and step
+processes do not (a spawned step inherits its parent's sys.argv: hence the main-process check).
+When the executor later launches its first step it finds this server running with the same
+preload and uses it; a run configured with `start_method: spawn` leaves it idle, and it exits
+with its parent.
 """
 
 from __future__ import annotations
@@ -29,21 +32,30 @@ PRELOAD_MODULES = [
 # what Dagster's multiprocess executor puts first in every forkserver preload (dagster/_core/executor/multiprocess.py)
 _DAGSTER_FIRST = "dagster._core.executor.multiprocess"
 _ORCHESTRATING_COMMANDS = (("asset", "materialize"), ("job", "execute"), ("api", "execute_run"))
+_RUN_WORKER_TARGET = "start_run_in_subprocess"  # dagster/_grpc/server.py: the code server's process for a run
 EARLY_START_ENV = "FLOWS_EARLY_STEP_SERVER"
 
 
-def orchestrates_steps(argv: Sequence[str]) -> bool:
-    """Whether `argv` (sys.argv) is a Dagster command that runs a job's steps in this process."""
-    return tuple(argv[1:3]) in _ORCHESTRATING_COMMANDS and os.path.basename(argv[0]).startswith(("dagster", "__main__"))
+def orchestrates_steps(argv: Sequence[str], is_main_process: bool, process_target: str | None) -> bool:
+    """Whether this process runs a job's steps: a Dagster command that does so by its `argv`
+    (sys.argv) in a main process, or the process a code server spawned to run a run
+    (`process_target`: the name of the multiprocessing target the process was started with)."""
+    if process_target == _RUN_WORKER_TARGET:
+        return True
+    by_command = tuple(argv[1:3]) in _ORCHESTRATING_COMMANDS
+    return is_main_process and by_command and os.path.basename(argv[0]).startswith(("dagster", "__main__"))
 
 
-def start_early(argv: Sequence[str] = sys.argv) -> bool:
+def start_early() -> bool:
     """Start the forkserver now, with the executor's preload, if this process orchestrates steps.
 
     Returns whether it started one. Off with FLOWS_EARLY_STEP_SERVER=false (then the executor starts
     it at its first step, as Dagster does by default).
     """
-    if os.environ.get(EARLY_START_ENV, "true").lower() in ("false", "0", "no") or not orchestrates_steps(argv):
+    if os.environ.get(EARLY_START_ENV, "true").lower() in ("false", "0", "no"):
+        return False
+    target = getattr(multiprocessing.current_process(), "_target", None)  # set for a Process(target=...) child
+    if not orchestrates_steps(sys.argv, multiprocessing.parent_process() is None, getattr(target, "__name__", None)):
         return False
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([_DAGSTER_FIRST, *PRELOAD_MODULES])

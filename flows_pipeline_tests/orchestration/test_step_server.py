@@ -14,23 +14,29 @@ DAGSTER = str(Path(sys.executable).with_name("dagster"))
 MODULE_MAIN = str(Path(__import__("dagster").__file__).with_name("__main__.py"))
 
 # what sys.argv is in each process that imports the definitions
-ORCHESTRATING = [
-    [DAGSTER, "asset", "materialize", "-m", "flows_pipeline.definitions", "--select", "*"],
-    [DAGSTER, "job", "execute", "-m", "flows_pipeline.definitions", "-j", "flows_hourly_job"],
-    [MODULE_MAIN, "api", "execute_run", "{}"],  # the daemon's run launcher: python -m dagster api execute_run
-]
-NOT_ORCHESTRATING = [
-    [DAGSTER, "api", "grpc", "-m", "flows_pipeline.definitions"],  # a code server
-    [str(Path(sys.executable).with_name("dagster-webserver")), "-m", "flows_pipeline.definitions"],
-    [str(Path(sys.executable).with_name("dagster-daemon")), "run"],
-    ["-c", "asset", "materialize"],  # a forkserver or spawned step: `python -c ...`
-    [str(Path(sys.executable).with_name("pytest")), "asset", "materialize"],
-]
+MATERIALIZE = [DAGSTER, "asset", "materialize", "-m", "flows_pipeline.definitions", "--select", "*"]
+CODE_SERVER = [MODULE_MAIN, "api", "grpc", "-m", "flows_pipeline.definitions"]
+# (sys.argv, a main process, the multiprocessing target it was started with), and whether it runs steps
+PROCESSES = {
+    "cli materialize": (MATERIALIZE, True, None, True),
+    "cli job execute": ([DAGSTER, "job", "execute", "-m", "flows_pipeline.definitions"], True, None, True),
+    "api execute_run": ([MODULE_MAIN, "api", "execute_run", "{}"], True, None, True),
+    # the process a code server spawns for a run the daemon or the webserver launched (its argv: the server's)
+    "code server's run worker": (CODE_SERVER, False, "start_run_in_subprocess", True),
+    "code server": (CODE_SERVER, True, None, False),
+    "webserver": ([str(Path(sys.executable).with_name("dagster-webserver")), "-m", "x"], True, None, False),
+    "daemon": ([str(Path(sys.executable).with_name("dagster-daemon")), "run"], True, None, False),
+    # a step spawned (start_method: spawn) by a CLI run inherits the CLI's argv
+    "spawned step": (MATERIALIZE, False, None, False),
+    "forkserver": (["-c", "--multiprocessing-fork"], False, None, False),
+    "pytest": ([str(Path(sys.executable).with_name("pytest")), "asset", "materialize"], True, None, False),
+}
 
 
-@pytest.mark.parametrize("argv", ORCHESTRATING + NOT_ORCHESTRATING, ids=lambda argv: " ".join(argv[1:3]) or argv[0])
-def test_only_the_processes_that_run_steps_are_told_to_orchestrate(argv):
-    assert orchestrates_steps(argv) is (argv in ORCHESTRATING)
+@pytest.mark.parametrize("process", PROCESSES)
+def test_only_the_processes_that_run_steps_start_the_step_server(process):
+    argv, is_main, target, runs_steps = PROCESSES[process]
+    assert orchestrates_steps(argv, is_main, target) is runs_steps
 
 
 def _forkserver_after_importing_definitions(argv: list[str], **env: str) -> str:
@@ -55,7 +61,7 @@ def _forkserver_after_importing_definitions(argv: list[str], **env: str) -> str:
 
 
 def test_a_cli_run_starts_the_preloading_forkserver_as_it_imports_the_project_and_a_code_server_does_not():
-    started = _forkserver_after_importing_definitions(ORCHESTRATING[0])
+    started = _forkserver_after_importing_definitions(MATERIALIZE)
     assert "forkserver" in started and "flows_pipeline.orchestration.step_preload" in started, started
-    assert _forkserver_after_importing_definitions(NOT_ORCHESTRATING[0]) == ""
-    assert _forkserver_after_importing_definitions(ORCHESTRATING[0], FLOWS_EARLY_STEP_SERVER="false") == ""
+    assert _forkserver_after_importing_definitions(CODE_SERVER) == ""
+    assert _forkserver_after_importing_definitions(MATERIALIZE, FLOWS_EARLY_STEP_SERVER="false") == ""
