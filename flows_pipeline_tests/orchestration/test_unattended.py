@@ -54,8 +54,12 @@ def own_node():
 
 
 def next_tick(now: datetime) -> tuple[int, datetime]:
-    """A source lag that puts the schedule's next tick 30-90 s from now (its cron minute), and that tick."""
-    tick = (now + timedelta(seconds=90)).replace(second=0, microsecond=0)
+    """A source lag that puts the schedule's next tick 10-70 s from now (its cron minute), and that tick.
+
+    The schedule is started before this is chosen, so the tick always comes after its start: a daemon
+    that starts after the tick still launches it (Dagster's scheduler evaluates every tick since the
+    schedule's start, the last of those it missed included)."""
+    tick = (now + timedelta(seconds=70)).replace(second=0, microsecond=0)
     return tick.minute, tick
 
 
@@ -83,14 +87,10 @@ def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_publi
 
 def run_unattended(own_node, tmp_path, index_prefix, webhook):
     es_sh("stop", own_node)  # 1. the cluster is down before the schedule's tick
-    lag, tick = next_tick(datetime.now(UTC))
-    hour = hour_due_at(tick, lag)
     project = make_project(tmp_path, index_prefix)
     project.env |= {
         "ES_URL": f"http://127.0.0.1:{own_node}",
         "FLOWS_SYNTHETIC_ROWS": str(ROWS),
-        "FLOWS_SOURCE_LAG_MINUTES": str(lag),
-        "FLOWS_FIRST_HOUR": hour,  # the scheduled hour is the only partition the catch-up window can hold
         "FLOWS_CATCH_UP_HOURS": "1",
         "FLOWS_CATCH_UP_GRACE_MINUTES": "30",  # "missing" never: the schedule requests the hour
         "FLOWS_CATCH_UP_INTERVAL_SECONDS": "5",
@@ -106,6 +106,14 @@ def run_unattended(own_node, tmp_path, index_prefix, webhook):
             check=True,
             timeout=120,
         )
+    # the schedule is started (with the default lag: its state records no tick time); the daemon loads
+    # the definitions with the lag that puts the next tick shortly after now
+    lag, tick = next_tick(datetime.now(UTC))
+    hour = hour_due_at(tick, lag)
+    project.env |= {
+        "FLOWS_SOURCE_LAG_MINUTES": str(lag),
+        "FLOWS_FIRST_HOUR": hour,  # the scheduled hour is the only partition the catch-up window can hold
+    }
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         daemon = subprocess.Popen(
