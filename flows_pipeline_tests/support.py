@@ -204,10 +204,24 @@ def wait_for_dagster_ui(url: str, process: subprocess.Popen, timeout_s: float = 
     raise AssertionError(f"the Dagster UI at {url} did not answer in {timeout_s} s")
 
 
+# The shipped instance's run queue is Dagster's QueuedRunCoordinator, polled every 5 s by the daemon;
+# the suite's polls it every second: the same queue and limits (concurrency.runs), queued runs
+# started sooner (each retry, backfill hour and catch-up run of a daemon test waits in it).
+QUEUE_POLLED_EACH_SECOND = """
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+"""
+
+
 def make_project(root: Path, index_prefix: str) -> Project:
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    with (home / "dagster.yaml").open("a") as config:
+        config.write(QUEUE_POLLED_EACH_SECOND)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
