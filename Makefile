@@ -23,7 +23,7 @@ setup: $(VENV)/.installed system-packages
 # production instance's tests start a cluster of their own with scripts/postgres.sh; Debian's
 # package also starts a system cluster on 5432, which nothing here uses). Installed when missing
 # and we may (root); otherwise the tests that need them say what is missing.
-DEBIAN_PACKAGES := nfdump chromium postgresql
+DEBIAN_PACKAGES := nfdump chromium postgresql redis-server
 system-packages:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \

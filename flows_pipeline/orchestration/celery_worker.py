@@ -1,0 +1,26 @@
+"""The celery app a worker runs: `celery -A flows_pipeline.orchestration.celery_worker worker -Q dagster,flows_es_bulk`.
+
+scripts/workers.sh starts such workers. A worker needs the same environment as the runs (ES_URL and
+credentials, FLOWS_*, the instance's DAGSTER_PG_* and DAGSTER_HOME): the step it executes loads
+the code location and opens the instance in the worker's own process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
+from dagster_celery.make_app import make_app
+from dagster_celery.tasks import create_task
+
+from flows_pipeline.orchestration.celery_steps import BROKER_ENV, celery_settings
+
+_broker = os.environ.get(BROKER_ENV)
+if not _broker:
+    raise RuntimeError(
+        f'{BROKER_ENV} is not set: a worker needs the broker\'s URL (locally: eval "$(scripts/redis.sh env)")'
+    )
+
+_settings = dict_wrapper({**DEFAULT_CONFIG, **celery_settings()})  # as CeleryExecutor builds them
+app = make_app({"broker": _broker, "backend": _broker, "include": [], "config_source": _settings})
+execute_plan = create_task(app)
