@@ -46,9 +46,10 @@ start() {
     mkdir -p "$dir/tmp" && rm -f "$dir/worker.pid"
     # setsid: the worker and its pool's processes are one process group, stopped together
     # (setsid may fork: the worker writes its own PID, then becomes celery by exec)
+    # (the whole group redirected: no process of it keeps this script's output open)
     (cd "$dir" && TMPDIR="$dir/tmp" nohup setsid bash -c 'echo $$ > worker.pid; exec "$@"' worker \
       "$CELERY" -A "$APP" worker -Q "$WORKER_QUEUES" -c "$WORKER_CONCURRENCY" --pool prefork -n "$name@%h" \
-      --without-gossip --without-mingle -l INFO > "$dir/worker.log" 2>&1 < /dev/null &)
+      --without-gossip --without-mingle -l INFO &) > "$dir/worker.log" 2>&1 < /dev/null
     for _ in $(seq 1 50); do [ -s "$dir/worker.pid" ] && break; sleep 0.1; done
     echo "workers.sh: started $name (pid $(cat "$dir/worker.pid")), $WORKER_CONCURRENCY steps at once, queues $WORKER_QUEUES, in $dir"
   done

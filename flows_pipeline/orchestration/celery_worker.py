@@ -9,18 +9,26 @@ from __future__ import annotations
 
 import os
 
+from celery.signals import worker_init
 from dagster_celery.config import DEFAULT_CONFIG, dict_wrapper
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.orchestration.celery_steps import BROKER_ENV, celery_settings
 
-_broker = os.environ.get(BROKER_ENV)
-if not _broker:
-    raise RuntimeError(
-        f'{BROKER_ENV} is not set: a worker needs the broker\'s URL (locally: eval "$(scripts/redis.sh env)")'
-    )
+_broker = os.environ.get(BROKER_ENV, "")
+
+
+@worker_init.connect
+def _needs_a_broker(**_: object) -> None:
+    """A worker without the broker's URL stops at once, naming the variable (celery would try amqp://localhost)."""
+    if not _broker:
+        raise ConfigurationError(
+            f'{BROKER_ENV} is not set: a worker needs the broker\'s URL (locally: eval "$(scripts/redis.sh env)")'
+        )
+
 
 _settings = dict_wrapper({**DEFAULT_CONFIG, **celery_settings()})  # as CeleryExecutor builds them
-app = make_app({"broker": _broker, "backend": _broker, "include": [], "config_source": _settings})
+app = make_app({"broker": _broker or None, "backend": _broker or None, "include": [], "config_source": _settings})
 execute_plan = create_task(app)
