@@ -38,8 +38,9 @@ def _chunk_workers(project, run_id: str) -> dict[str, set[str]]:
     with project.instance() as instance:
         for entry in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
             event = entry.dagster_event
-            if event.step_key and "index_chunk[" in event.step_key and "Celery worker" in event.engine_event_data.metadata:
-                worker = event.engine_event_data.metadata["Celery worker"].value
+            metadata = event.engine_event_data.metadata
+            if event.step_key and "index_chunk[" in event.step_key and "Celery worker" in metadata:
+                worker = metadata["Celery worker"].value
                 found.setdefault(event.step_key, set()).add(worker.split("@")[0])
     return found
 
