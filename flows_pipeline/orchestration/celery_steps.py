@@ -33,6 +33,7 @@ from dagster._core.execution.plan.plan import ExecutionPlan
 from dagster._core.execution.retries import RetryMode, get_retries_config
 from dagster_celery.executor import CeleryExecutor, _submit_task
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.orchestration.concurrency import (
     DEFAULT_ES_BULK_STEPS,
     DEFAULT_MAX_CONCURRENT,
@@ -56,7 +57,9 @@ def visibility_timeout_s(environ: Mapping[str, str] = os.environ) -> int:
     except ValueError:
         seconds = 0
     if seconds <= 0:
-        raise ValueError(f"{VISIBILITY_ENV}={raw!r} is not a positive whole number of seconds; unset it for 3600")
+        raise ConfigurationError(
+            f"{VISIBILITY_ENV}={raw!r} is not a positive whole number of seconds; unset it for 3600"
+        )
     return seconds
 
 

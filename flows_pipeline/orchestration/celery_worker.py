@@ -22,11 +22,13 @@ _broker = os.environ.get(BROKER_ENV, "")
 
 @worker_init.connect
 def _needs_a_broker(**_: object) -> None:
-    """A worker without the broker's URL stops at once, naming the variable (celery would try amqp://localhost)."""
+    """A worker without the broker's URL stops at once, naming the variable (celery would try amqp://localhost).
+    SystemExit: celery logs and ignores an Exception raised by a signal's receiver."""
     if not _broker:
-        raise ConfigurationError(
+        problem = ConfigurationError(
             f'{BROKER_ENV} is not set: a worker needs the broker\'s URL (locally: eval "$(scripts/redis.sh env)")'
         )
+        raise SystemExit(f"celery_worker: {problem}")
 
 
 _settings = dict_wrapper({**DEFAULT_CONFIG, **celery_settings()})  # as CeleryExecutor builds them

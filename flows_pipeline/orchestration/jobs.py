@@ -25,6 +25,7 @@ from dagster import (
     schedule,
 )
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.orchestration.concurrency import DEFAULT_ES_BULK_STEPS, DEFAULT_MAX_CONCURRENT, ES_BULK_TAG
 from flows_pipeline.orchestration.partitions import FIRST_HOUR
 from flows_pipeline.orchestration.resources import source_lag_minutes
@@ -85,7 +86,9 @@ def executor_from_env(environ: Mapping[str, str] = os.environ) -> ExecutorDefini
         from flows_pipeline.orchestration.celery_steps import flows_celery_executor
 
         return flows_celery_executor
-    raise ValueError(f"{EXECUTOR_ENV}={choice!r} is not an executor of flows_pipeline; use multiprocess or celery")
+    raise ConfigurationError(
+        f"{EXECUTOR_ENV}={choice!r} is not an executor of flows_pipeline; use multiprocess or celery"
+    )
 
 
 flows_hourly_job = define_asset_job(
