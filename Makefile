@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 
-.PHONY: setup system-packages es-up es-down es-status pg-up pg-down pg-status s3-up s3-down s3-status demo test test-unit ui lint bench bench-quick clean-data
+.PHONY: setup system-packages es-up es-down es-status pg-up pg-down pg-status s3-up s3-down s3-status redis-up redis-down redis-status workers-up workers-down workers-status demo demo-cluster demo-cluster-down test test-unit ui lint bench bench-quick clean-data
 
 # Virtualenv with every dependency pinned (requirements.lock), the project editable.
 # Re-runs only when pyproject.toml or the lock file changed.
@@ -19,11 +19,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 setup: $(VENV)/.installed system-packages
 
 # Debian packages the tests use: nfdump (nfcapd files; nfpcapd makes them from a pcap), Chromium
-# (the UI test; Playwright's own browser download cannot work offline) and PostgreSQL (the
+# (the UI test; Playwright's own browser download cannot work offline), PostgreSQL (the
 # production instance's tests start a cluster of their own with scripts/postgres.sh; Debian's
-# package also starts a system cluster on 5432, which nothing here uses). Installed when missing
+# package also starts a system cluster on 5432, which nothing here uses) and redis-server (the
+# celery broker: scripts/redis.sh; the package's system server on 6379 is not used either). Installed when missing
 # and we may (root); otherwise the tests that need them say what is missing.
-DEBIAN_PACKAGES := nfdump chromium postgresql
+DEBIAN_PACKAGES := nfdump chromium postgresql redis-server
 system-packages:
 	@missing=$$(for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
@@ -60,6 +61,34 @@ s3-down:
 
 s3-status:
 	scripts/s3proxy.sh status
+
+# The celery broker (redis-server) in .redis/ on REDIS_PORT (6380); eval "$$(scripts/redis.sh env)" sets
+# FLOWS_CELERY_BROKER_URL for workers and runs
+redis-up:
+	scripts/redis.sh up
+
+redis-down:
+	scripts/redis.sh stop
+
+redis-status:
+	scripts/redis.sh status
+
+# WORKERS (2) celery workers in .workers/wN, with this shell's environment (README, "Several workers")
+workers-up: setup
+	scripts/workers.sh up
+
+workers-down:
+	scripts/workers.sh stop
+
+workers-status:
+	scripts/workers.sh status
+
+# The same hours as `make demo`, on PostgreSQL, S3 (s3proxy), redis and two celery workers
+demo-cluster: setup es-up
+	scripts/demo_cluster.sh $(HOURS)
+
+demo-cluster-down:
+	scripts/demo_cluster.sh down
 
 # The three most recent closed hours (or HOURS="2021-10-28-00:00 2021-10-28-01:00"), then what landed.
 demo: setup es-up

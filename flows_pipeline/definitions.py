@@ -22,7 +22,7 @@ from flows_pipeline.orchestration.assets.flow_table import flow_table
 from flows_pipeline.orchestration.assets.raw_flows import raw_flows
 from flows_pipeline.orchestration.catch_up import flows_catch_up_sensor
 from flows_pipeline.orchestration.freshness import with_publication_deadline
-from flows_pipeline.orchestration.jobs import flows_executor, flows_hourly_job, flows_hourly_schedule
+from flows_pipeline.orchestration.jobs import executor_from_env, flows_hourly_job, flows_hourly_schedule
 from flows_pipeline.orchestration.resources import freshness_margin_minutes, resources_from_env, source_lag_minutes
 from flows_pipeline.orchestration.retention_job import flows_retention_job, flows_retention_schedule
 from flows_pipeline.orchestration.stale_runs import flows_dead_runs_sensor
@@ -45,6 +45,6 @@ defs = Definitions(
         flows_check_warnings_sensor,
     ],
     # also the executor of `dagster asset materialize` and of materializations from the UI
-    executor=flows_executor,
+    executor=executor_from_env(),
     resources=resources_from_env(),
 )

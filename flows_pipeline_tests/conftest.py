@@ -5,7 +5,7 @@ Tests that use a fixture which needs the node are marked `elasticsearch` here, s
 `pytest -m "not elasticsearch"` runs all the others without one. Tests on the extra nodes that
 scripts/es.sh starts for them (a secured node, three nodes, another major) are marked `cluster`
 too: `pytest -m "not cluster"` leaves them out. Tests on PostgreSQL are marked `postgres`, tests on
-the suite's own S3 server (s3proxy) `s3`.
+the suite's own S3 server (s3proxy) `s3`, tests on the suite's own celery broker and workers `celery`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from elasticsearch import Elasticsearch
 
 from flows_pipeline.errors import FlowsError
 from flows_pipeline.es.connection import connect
+from flows_pipeline_tests.celery_workers import TEST_BROKER, OwnBroker, Workers, redis_found
 from flows_pipeline_tests.nodes import ThreeNodes
 from flows_pipeline_tests.postgres import TEST_CLUSTER, OwnPostgres, missing_tool, postgres_bindir
 from flows_pipeline_tests.s3 import TEST_SERVER, OwnS3, java_found
@@ -28,6 +29,7 @@ NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "pg_pro
 NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
 NEEDS_POSTGRES = frozenset({"own_postgres", "pg_project"})
 NEEDS_S3 = frozenset({"own_s3"})
+NEEDS_CELERY = frozenset({"own_broker", "celery_project"})
 
 
 def _three_node_tests(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -41,6 +43,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
         if NEEDS_POSTGRES & fixtures:
             item.add_marker(pytest.mark.postgres)
+        if NEEDS_CELERY & fixtures:
+            item.add_marker(pytest.mark.celery)
         if NEEDS_S3 & fixtures:
             item.add_marker(pytest.mark.s3)
         # a test that starts its own nodes (`cluster`) needs Elasticsearch too
@@ -97,6 +101,27 @@ def own_s3() -> Iterator[OwnS3]:
     server = OwnS3.up(TEST_SERVER, free_port())
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def own_broker() -> Iterator[OwnBroker]:
+    """The suite's celery broker (scripts/redis.sh, .redis/test, a free port), fresh each session and
+    stopped at its end. Without Debian's redis-server: skipped, but failed in CI."""
+    if not redis_found():
+        missing_tool("redis-server (the celery broker)")
+    broker = OwnBroker.up(TEST_BROKER, free_port())
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def celery_project(project: Project, own_broker: OwnBroker) -> Iterator[tuple[Project, Workers]]:
+    """`project` with FLOWS_EXECUTOR=celery on the suite's broker, and its workers (scripts/workers.sh,
+    .workers/test), which the test starts once its environment is final and which are stopped after it."""
+    project.env |= {**own_broker.env, "FLOWS_EXECUTOR": "celery"}
+    workers = Workers(env=project.env)
+    yield project, workers
+    workers.stop()
 
 
 @pytest.fixture

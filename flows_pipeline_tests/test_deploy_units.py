@@ -29,8 +29,10 @@ EXEC_START = {
     ],
     "flows-dagster-daemon.service": [f"{INSTALL}/.venv/bin/dagster-daemon", "run", "-w", f"{INSTALL}/workspace.yaml"],
 }  # fmt: skip
-# the README's variables that are not the deployment's: the local Elasticsearch node, cluster and s3proxy
-LOCAL_ONLY = {"ES_PORT", "ES_HEAP", "ES_JAVA_HOME", "ES_VERSION", "PG_PORT", "S3_PORT"}
+# the README's variables that are not the deployment's: the local Elasticsearch node, cluster, s3proxy,
+# redis and workers
+LOCAL_ONLY = {"ES_PORT", "ES_HEAP", "ES_JAVA_HOME", "ES_VERSION", "PG_PORT", "S3_PORT", "REDIS_PORT"}
+LOCAL_ONLY |= {"WORKERS", "WORKER_CONCURRENCY"}
 
 
 def read_unit(path: Path) -> dict[str, dict[str, list[str]]]:

@@ -14,6 +14,11 @@ ES_BULK_TAG = "flows/es_bulk"
 ES_BULK_POOL = "flows_es_bulk"
 DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_ES_BULK_STEPS = 2
+# FLOWS_EXECUTOR=celery (celery_steps.py): index_chunk steps go to this celery queue, every other step
+# to dagster-celery's default one; a deployment may give the chunk queue workers of its own
+CELERY_QUEUE_TAG = "dagster-celery/queue"
+CHUNK_QUEUE = "flows_es_bulk"
+STEP_QUEUE = "dagster"
 
 
 def parallel_chunk_steps(run_config: Mapping) -> int:

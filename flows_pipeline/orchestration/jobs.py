@@ -7,11 +7,15 @@ instance config (dagster_home/dagster.yaml) limits the `flows_es_bulk` pool and 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
     Enum,
     EnumValue,
+    ExecutorDefinition,
     Field,
     RunRequest,
     ScheduleEvaluationContext,
@@ -21,6 +25,7 @@ from dagster import (
     schedule,
 )
 
+from flows_pipeline.errors import ConfigurationError
 from flows_pipeline.orchestration.concurrency import DEFAULT_ES_BULK_STEPS, DEFAULT_MAX_CONCURRENT, ES_BULK_TAG
 from flows_pipeline.orchestration.partitions import FIRST_HOUR
 from flows_pipeline.orchestration.resources import source_lag_minutes
@@ -62,10 +67,28 @@ def flows_executor(config: dict) -> dict:
     }
 
 
+EXECUTOR_ENV = "FLOWS_EXECUTOR"
+
+
+def executor_from_env(environ: Mapping[str, str] = os.environ) -> ExecutorDefinition:
+    """FLOWS_EXECUTOR: `multiprocess` (the default: steps on this machine) or `celery` (steps on the
+    workers of FLOWS_CELERY_BROKER_URL, with the same limits: celery_steps.py)."""
+    choice = environ.get(EXECUTOR_ENV, "multiprocess")
+    if choice == "multiprocess":
+        return flows_executor
+    if choice == "celery":
+        from flows_pipeline.orchestration.celery_steps import flows_celery_executor
+
+        return flows_celery_executor
+    raise ConfigurationError(
+        f"{EXECUTOR_ENV}={choice!r} is not an executor of flows_pipeline; use multiprocess or celery"
+    )
+
+
 flows_hourly_job = define_asset_job(
     "flows_hourly_job",
     selection=AssetSelection.groups("flows"),
-    executor_def=flows_executor,
+    executor_def=executor_from_env(),
     description="Raw flows -> flow table -> Elasticsearch index, for one hour.",
 )
 

@@ -50,9 +50,12 @@ def start_early() -> bool:
     """Start the forkserver now, with the executor's preload, if this process orchestrates steps.
 
     Returns whether it started one. Off with FLOWS_EARLY_STEP_SERVER=false (then the executor starts
-    it at its first step, as Dagster does by default).
+    it at its first step, as Dagster does by default), and with any FLOWS_EXECUTOR but `multiprocess`
+    (no step forks here).
     """
     if os.environ.get(EARLY_START_ENV, "true").lower() in ("false", "0", "no"):
+        return False
+    if os.environ.get("FLOWS_EXECUTOR", "multiprocess") != "multiprocess":  # steps run elsewhere (celery workers)
         return False
     target = getattr(multiprocessing.current_process(), "_target", None)  # set for a Process(target=...) child
     if not orchestrates_steps(sys.argv, multiprocessing.parent_process() is None, getattr(target, "__name__", None)):

@@ -65,3 +65,4 @@ def test_a_cli_run_starts_the_preloading_forkserver_as_it_imports_the_project_an
     assert "forkserver" in started and "flows_pipeline.orchestration.step_preload" in started, started
     assert _forkserver_after_importing_definitions(CODE_SERVER) == ""
     assert _forkserver_after_importing_definitions(MATERIALIZE, FLOWS_EARLY_STEP_SERVER="false") == ""
+    assert _forkserver_after_importing_definitions(MATERIALIZE, FLOWS_EXECUTOR="celery") == ""  # steps on workers

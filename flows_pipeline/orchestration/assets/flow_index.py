@@ -34,7 +34,13 @@ from flows_pipeline.es.index_lifecycle import IndexVerificationError, prepare_lo
 from flows_pipeline.es.queries import top_talkers
 from flows_pipeline.es.replaced_attempts import delete_replaced
 from flows_pipeline.orchestration.asset_metadata import CODE_VERSION, OWNERS, TAGS
-from flows_pipeline.orchestration.concurrency import ES_BULK_POOL, ES_BULK_TAG, parallel_chunk_steps
+from flows_pipeline.orchestration.concurrency import (
+    CELERY_QUEUE_TAG,
+    CHUNK_QUEUE,
+    ES_BULK_POOL,
+    ES_BULK_TAG,
+    parallel_chunk_steps,
+)
 from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.orchestration.partitions import hourly_partitions, partition_hour
 from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage, index_prefix_from_env
@@ -91,7 +97,7 @@ def plan_index_chunks(context: OpExecutionContext, storage: FlowStorage, es: Flo
 # anything. Jitter keeps retries of many chunks apart.
 @op(
     name="index_chunk",
-    tags={ES_BULK_TAG: "true"},
+    tags={ES_BULK_TAG: "true", CELERY_QUEUE_TAG: CHUNK_QUEUE},
     pool=ES_BULK_POOL,
     retry_policy=RetryPolicy(max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS),
 )
