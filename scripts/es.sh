@@ -17,6 +17,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=es.sh
+# shellcheck source=scripts/pid_service.sh
+source "$ROOT/scripts/pid_service.sh"
 ES_VERSION="${ES_VERSION:-9.2.8}"          # newest 9.x integ-test-zip that resolved from Maven Central
 ES_PORT="${ES_PORT:-9200}"
 ES_HEAP="${ES_HEAP:-1g}"
@@ -63,11 +66,6 @@ install_into() {  # $1 = version, $2 = folder that gets elasticsearch-$1
 
 install() { install_into "$ES_VERSION" "$ES_DIR"; }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 healthy() {
   curl -fsS -m 2 "$URL/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1
@@ -76,7 +74,7 @@ healthy() {
 start() {
   if [ -n "${ES_URL:-}" ]; then echo "es.sh: ES_URL is set ($ES_URL): using that cluster, starting nothing"; return; fi
   install
-  if pid="$(running_pid)"; then echo "es.sh: already running (pid $pid) at $URL"; return; fi
+  if pid="$(pid_of "$PID_FILE")"; then echo "es.sh: already running (pid $pid) at $URL"; return; fi
   if healthy; then echo "es.sh: something already answers at $URL but it is not ours (no pid file); stop it or set ES_PORT" >&2; exit 1; fi
   mkdir -p "$ES_DATA" "$ES_LOGS"
   local java_home; java_home="$(find_java)"
@@ -111,7 +109,7 @@ wait_healthy() {
       echo "es.sh: healthy at $url: version $(curl -fsS -m 2 "$url/_nodes/_local?filter_path=nodes.*.version" | grep -o '"version":"[^"]*"' | cut -d'"' -f4)"
       return
     fi
-    if [ -z "${ES_URL:-}" ] && ! running_pid >/dev/null; then
+    if [ -z "${ES_URL:-}" ] && ! pid_of "$PID_FILE" >/dev/null; then
       echo "es.sh: Elasticsearch exited while starting; last log lines:" >&2
       tail -n 30 "$ES_LOGS"/*.log "$ES_LOGS/startup.out" 2>/dev/null >&2 || true
       exit 1
@@ -124,26 +122,11 @@ wait_healthy() {
 
 # SIGTERM, then SIGKILL after ES_STOP_TIMEOUT seconds (60: a node flushes its shards on the way
 # down; a test node whose data is thrown away may be given less)
-stop_pid_file() {  # $1 = pid file, $2 = name in messages
-  local pid wait_s="${ES_STOP_TIMEOUT:-60}"
-  if [ ! -f "$1" ] || ! pid="$(cat "$1")" || ! kill -0 "$pid" 2>/dev/null; then
-    echo "es.sh: $2 not running"; rm -f "$1"; return
-  fi
-  kill "$pid"
-  for _ in $(seq 1 $((wait_s * 5))); do
-    kill -0 "$pid" 2>/dev/null || { echo "es.sh: $2 stopped (pid $pid)"; rm -f "$1"; return; }
-    sleep 0.2
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$1"
-  echo "es.sh: $2 killed (pid $pid) after $wait_s s"
-}
+stop_pid_file() { stop_pid "$1" "$2" "${ES_STOP_TIMEOUT:-60}"; }  # $1 = pid file, $2 = name in messages
 
 stop() { stop_pid_file "$PID_FILE" "local node"; }
 
-status() {
-  if pid="$(running_pid)"; then echo "es.sh: running (pid $pid) at $URL"; else echo "es.sh: not running"; fi
-}
+status() { status_of "$PID_FILE" "at $URL"; }
 
 # --- nodes for the test suite (`cluster` marker) ----------------------------------------------------
 
@@ -159,7 +142,7 @@ launch() {  # $1 = distribution, $2 = node folder (config/, data/, logs/, es.pid
     || { cat "$dir/logs/startup.out" >&2; exit 1; }
 }
 
-alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+alive() { pid_of "$1" >/dev/null; }
 
 # A fresh config/ from the distribution's, and the settings every test node shares in its
 # elasticsearch.yml; the caller appends its own.

@@ -16,6 +16,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=postgres.sh
+# shellcheck source=scripts/pid_service.sh
+source "$ROOT/scripts/pid_service.sh"
 PG_DIR="$(realpath -m "${PG_DIR:-$ROOT/.pg}")"  # absolute: the socket path and pg_ctl need it
 PG_PORT="${PG_PORT:-5433}"
 PG_DATA="$PG_DIR/data"
@@ -51,11 +54,6 @@ run_as_owner() {
 
 superuser() { if [ "$(id -u)" = 0 ]; then echo "$PG_USER"; else id -un; fi; }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 accepting() { "$BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 2; }
 
@@ -77,7 +75,7 @@ init_cluster() {
 
 start() {
   BIN="$(find_bindir)"
-  if pid="$(running_pid)"; then echo "postgres.sh: already running (pid $pid) on 127.0.0.1:$PG_PORT"; return; fi
+  if pid="$(pid_of "$PID_FILE")"; then echo "postgres.sh: already running (pid $pid) on 127.0.0.1:$PG_PORT"; return; fi
   if accepting; then
     echo "postgres.sh: something already answers on 127.0.0.1:$PG_PORT but it is not ours (no pid file);" \
       "stop it or set PG_PORT" >&2
@@ -95,13 +93,8 @@ start() {
 
 wait_healthy() {
   BIN="$(find_bindir)"
-  for _ in $(seq 1 60); do
-    if accepting; then echo "postgres.sh: accepting connections on 127.0.0.1:$PG_PORT"; return; fi
-    running_pid >/dev/null || { echo "postgres.sh: the server exited; last log lines:" >&2; tail -n 30 "$PG_LOG" >&2; exit 1; }
-    sleep 1
-  done
-  echo "postgres.sh: not accepting connections on 127.0.0.1:$PG_PORT after 60 s; see $PG_LOG" >&2
-  exit 1
+  await accepting 60 "$PID_FILE" "$PG_LOG" "accepting connections on 127.0.0.1:$PG_PORT"
+  echo "postgres.sh: accepting connections on 127.0.0.1:$PG_PORT"
 }
 
 # The Dagster user and its database, made once; its password is set again from PG_DIR/password
@@ -122,28 +115,17 @@ SQL
 createdb() {  # $1 = database name: letters, digits and _ only
   [[ "${1:-}" =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "postgres.sh: createdb NAME ([a-z_][a-z0-9_]*)" >&2; exit 2; }
   BIN="$(find_bindir)"
-  running_pid >/dev/null || { echo "postgres.sh: not running (scripts/postgres.sh up)" >&2; exit 1; }
+  pid_of "$PID_FILE" >/dev/null || { echo "postgres.sh: not running (scripts/postgres.sh up)" >&2; exit 1; }
   "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$PG_DIR" -p "$PG_PORT" -U "$(superuser)" -d postgres \
     -c "CREATE DATABASE \"$1\" OWNER \"$DB_USER\""
   echo "postgres.sh: database $1 of user $DB_USER"
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then echo "postgres.sh: not running"; rm -f "$PID_FILE"; return; fi
-  kill -INT "$pid"  # fast shutdown: SIGTERM would wait for every client (a daemon) to disconnect
-  for _ in $(seq 1 300); do
-    kill -0 "$pid" 2>/dev/null || { echo "postgres.sh: stopped (pid $pid)"; rm -f "$PID_FILE"; return; }
-    sleep 0.2
-  done
-  kill -QUIT "$pid" 2>/dev/null || true  # immediate shutdown: recovery at the next start
-  rm -f "$PID_FILE"
-  echo "postgres.sh: shut down immediately (pid $pid) after 60 s"
-}
+# fast shutdown (INT): TERM would wait for every client (a daemon) to disconnect; then an immediate one
+# (QUIT), with recovery at the next start
+stop() { stop_pid "$PID_FILE" server 60 INT QUIT "shut down immediately"; }
 
-status() {
-  if pid="$(running_pid)"; then echo "postgres.sh: running (pid $pid) on 127.0.0.1:$PG_PORT"; else echo "postgres.sh: not running"; fi
-}
+status() { status_of "$PID_FILE" "on 127.0.0.1:$PG_PORT"; }
 
 # eval-able; the password is read from its file when evaluated, so it is never printed
 env_exports() {

@@ -16,6 +16,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=redis.sh
+# shellcheck source=scripts/pid_service.sh
+source "$ROOT/scripts/pid_service.sh"
 REDIS_DIR="$(realpath -m "${REDIS_DIR:-$ROOT/.redis}")"
 REDIS_PORT="${REDIS_PORT:-6380}"   # beside a system redis on 6379
 CONF="$REDIS_DIR/redis.conf"
@@ -29,18 +32,13 @@ find_server() {
   exit 1
 }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 # the password goes through the environment (REDISCLI_AUTH), never the command line
 ping() { REDISCLI_AUTH="$(cat "$PASSWORD_FILE" 2>/dev/null)" redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
 
 start() {
   local server; server="$(find_server)"
-  if pid="$(running_pid)"; then echo "redis.sh: already running (pid $pid) on 127.0.0.1:$REDIS_PORT"; return; fi
+  if pid="$(pid_of "$PID_FILE")"; then echo "redis.sh: already running (pid $pid) on 127.0.0.1:$REDIS_PORT"; return; fi
   if (echo > "/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
     echo "redis.sh: something already listens on 127.0.0.1:$REDIS_PORT but it is not ours (no pid file); stop it or set REDIS_PORT" >&2
     exit 1
@@ -64,31 +62,13 @@ CONF
 }
 
 wait_healthy() {
-  for _ in $(seq 1 100); do
-    if ping; then echo "redis.sh: answering on 127.0.0.1:$REDIS_PORT"; return; fi
-    running_pid >/dev/null || { echo "redis.sh: redis-server exited while starting; last log lines:" >&2; tail -n 20 "$LOG" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "redis.sh: not answering on 127.0.0.1:$REDIS_PORT after 10 s; see $LOG" >&2
-  exit 1
+  await ping 10 "$PID_FILE" "$LOG" "answering on 127.0.0.1:$REDIS_PORT"
+  echo "redis.sh: answering on 127.0.0.1:$REDIS_PORT"
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then echo "redis.sh: not running"; rm -f "$PID_FILE"; return; fi
-  kill "$pid"
-  for _ in $(seq 1 75); do
-    kill -0 "$pid" 2>/dev/null || { echo "redis.sh: stopped (pid $pid)"; rm -f "$PID_FILE"; return; }
-    sleep 0.2
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-  echo "redis.sh: killed (pid $pid) after 15 s"
-}
+stop() { stop_pid "$PID_FILE" redis-server 15; }
 
-status() {
-  if pid="$(running_pid)"; then echo "redis.sh: running (pid $pid) on 127.0.0.1:$REDIS_PORT"; else echo "redis.sh: not running"; fi
-}
+status() { status_of "$PID_FILE" "on 127.0.0.1:$REDIS_PORT"; }
 
 # eval-able; the password is read from its file when evaluated, so it is never printed
 env_exports() {

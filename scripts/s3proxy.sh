@@ -19,6 +19,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=s3proxy.sh
+# shellcheck source=scripts/pid_service.sh
+source "$ROOT/scripts/pid_service.sh"
 S3PROXY_VERSION="${S3PROXY_VERSION:-2.7.0}"   # newest that resolved from Maven Central; runs on Java 17
 # SHA-256 of s3proxy-2.7.0-jar-with-dependencies.jar: Maven checks only its SHA-1, this pins the bytes
 S3PROXY_SHA256="${S3PROXY_SHA256:-f3ff95bd78a7afbbcd5da56f8f6180ef71ad00601392f7e2f5a220c97ad69eef}"
@@ -61,11 +64,6 @@ install() {
   echo "s3proxy.sh: installed s3proxy $S3PROXY_VERSION in $JAR (SHA-256 checked)"
 }
 
-running_pid() {
-  [ -f "$PID_FILE" ] || return 1
-  local pid; pid="$(cat "$PID_FILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
 
 # any HTTP answer: an anonymous request gets 403, which is an answer
 answering() { [ "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$URL/" 2>/dev/null)" != "000" ]; }
@@ -92,7 +90,7 @@ PROPERTIES
 
 start() {
   install
-  if pid="$(running_pid)"; then echo "s3proxy.sh: already running (pid $pid) at $URL"; return; fi
+  if pid="$(pid_of "$PID_FILE")"; then echo "s3proxy.sh: already running (pid $pid) at $URL"; return; fi
   if answering; then echo "s3proxy.sh: something already answers at $URL but it is not ours (no pid file); stop it or set S3_PORT" >&2; exit 1; fi
   local java; java="$(find_java)"
   credentials
@@ -104,31 +102,13 @@ start() {
 }
 
 wait_healthy() {
-  for _ in $(seq 1 120); do
-    if answering; then echo "s3proxy.sh: answering at $URL"; return; fi
-    running_pid >/dev/null || { echo "s3proxy.sh: s3proxy exited while starting; last log lines:" >&2; tail -n 30 "$LOG" >&2; exit 1; }
-    sleep 0.5
-  done
-  echo "s3proxy.sh: not answering at $URL after 60 s; see $LOG" >&2
-  exit 1
+  await answering 60 "$PID_FILE" "$LOG" "answering at $URL"
+  echo "s3proxy.sh: answering at $URL"
 }
 
-stop() {
-  local pid
-  if ! pid="$(running_pid)"; then echo "s3proxy.sh: not running"; rm -f "$PID_FILE"; return; fi
-  kill "$pid"
-  for _ in $(seq 1 75); do
-    kill -0 "$pid" 2>/dev/null || { echo "s3proxy.sh: stopped (pid $pid)"; rm -f "$PID_FILE"; return; }
-    sleep 0.2
-  done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$PID_FILE"
-  echo "s3proxy.sh: killed (pid $pid) after 15 s"
-}
+stop() { stop_pid "$PID_FILE" s3proxy 15; }
 
-status() {
-  if pid="$(running_pid)"; then echo "s3proxy.sh: running (pid $pid) at $URL"; else echo "s3proxy.sh: not running"; fi
-}
+status() { status_of "$PID_FILE" "at $URL"; }
 
 # eval-able; the secret is read from its file when evaluated, so it is never printed. The AWS SDK's
 # default request and response checksums (trailing x-amz-checksum-*) are ones s3proxy does not

@@ -18,6 +18,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SERVICE=workers.sh
+# shellcheck source=scripts/pid_service.sh
+source "$ROOT/scripts/pid_service.sh"
 WORKERS_DIR="$(realpath -m "${WORKERS_DIR:-$ROOT/.workers}")"
 WORKERS="${WORKERS:-2}"
 WORKER_CONCURRENCY="${WORKER_CONCURRENCY:-2}"
@@ -26,11 +29,7 @@ WORKER_STOP_TIMEOUT_S="${WORKER_STOP_TIMEOUT_S:-60}"
 CELERY="${CELERY:-$ROOT/.venv/bin/celery}"
 APP=flows_pipeline.orchestration.celery_worker
 
-running_pid() {  # $1: worker folder
-  [ -f "$1/worker.pid" ] || return 1
-  local pid; pid="$(cat "$1/worker.pid")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+running_pid() { pid_of "$1/worker.pid"; }  # $1: worker folder
 
 each() { for i in $(seq 1 "$WORKERS"); do echo "w$i"; done; }
 
