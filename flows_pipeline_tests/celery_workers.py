@@ -51,9 +51,13 @@ class Workers:
 
     env: dict[str, str] = field(repr=False)
     folder: Path = TEST_WORKERS
+    dagster_yaml: Path | None = None  # set: each worker has a DAGSTER_HOME of its own with this instance config
 
     def _sh(self, *args: str) -> str:
-        return run_script(WORKERS_SH, *args, env={**self.env, "WORKERS_DIR": str(self.folder)}, timeout=180)
+        env = {**self.env, "WORKERS_DIR": str(self.folder)}
+        if self.dagster_yaml:
+            env["WORKER_DAGSTER_YAML"] = str(self.dagster_yaml)
+        return run_script(WORKERS_SH, *args, env=env, timeout=180)
 
     def up(self, workers: int = 2, concurrency: int = 2) -> None:
         self.stop()  # any left by an earlier test or session

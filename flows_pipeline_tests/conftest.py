@@ -21,7 +21,7 @@ from flows_pipeline.errors import FlowsError
 from flows_pipeline.es.connection import connect
 from flows_pipeline_tests.celery_workers import TEST_BROKER, OwnBroker, Workers, redis_found
 from flows_pipeline_tests.nodes import ThreeNodes
-from flows_pipeline_tests.postgres import TEST_CLUSTER, OwnPostgres, missing_tool, postgres_bindir
+from flows_pipeline_tests.postgres import PRODUCTION_INSTANCE, TEST_CLUSTER, OwnPostgres, missing_tool, postgres_bindir
 from flows_pipeline_tests.s3 import TEST_SERVER, OwnS3, java_found
 from flows_pipeline_tests.support import Project, connection_settings, free_port, make_project
 
@@ -29,7 +29,7 @@ NEEDS_ELASTICSEARCH = frozenset({"es_client", "index_prefix", "project", "pg_pro
 NEEDS_CLUSTER = frozenset({"secured_node", "three_nodes", "three_node_cluster", "other_major_node"})
 NEEDS_POSTGRES = frozenset({"own_postgres", "pg_project"})
 NEEDS_S3 = frozenset({"own_s3"})
-NEEDS_CELERY = frozenset({"own_broker", "celery_project"})
+NEEDS_CELERY = frozenset({"own_broker", "celery_project", "celery_cluster_project"})
 
 
 def _three_node_tests(items: list[pytest.Item]) -> list[pytest.Item]:
@@ -121,6 +121,25 @@ def celery_project(project: Project, own_broker: OwnBroker) -> Iterator[tuple[Pr
     project.env |= {**own_broker.env, "FLOWS_EXECUTOR": "celery"}
     workers = Workers(env=project.env)
     yield project, workers
+    workers.stop()
+
+
+@pytest.fixture
+def celery_cluster_project(
+    pg_project: Project, own_broker: OwnBroker, own_s3: OwnS3
+) -> Iterator[tuple[Project, Workers]]:
+    """The layout of `make demo-cluster`: `pg_project` (the production instance on PostgreSQL) with its
+    tables and step values on the suite's S3 and its steps on celery workers. The run and its workers
+    share the database, the broker and the bucket, and no folder: each worker has a DAGSTER_HOME of its
+    own (deploy/dagster.yaml), as on a machine of its own."""
+    pg_project.env |= {
+        **own_broker.env,
+        **own_s3.env,
+        "FLOWS_EXECUTOR": "celery",
+        "FLOWS_STORAGE_ROOT": own_s3.new_root(),
+    }
+    workers = Workers(env=pg_project.env, dagster_yaml=PRODUCTION_INSTANCE)
+    yield pg_project, workers
     workers.stop()
 
 

@@ -30,6 +30,7 @@ mkdir -p "$DAGSTER_HOME"
 cp deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 # the pool by hand, not from dagster.yaml, on PostgreSQL (dagster-io/dagster#33552; README)
 .venv/bin/dagster instance concurrency set flows_es_bulk 2 > /dev/null
-scripts/workers.sh up
+# each worker with a DAGSTER_HOME of its own, as on a machine of its own: tables and step values are on S3
+WORKER_DAGSTER_YAML=deploy/dagster.yaml scripts/workers.sh up
 .venv/bin/python scripts/demo.py "$@"
 echo "demo-cluster: Postgres, s3proxy, redis and the workers are still running; make demo-cluster-down stops them"

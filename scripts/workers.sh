@@ -14,7 +14,9 @@
 # `celery -A flows_pipeline.orchestration.celery_worker worker -Q dagster,flows_es_bulk` (WORKER_QUEUES)
 # in its own session, with this shell's environment: FLOWS_CELERY_BROKER_URL (eval "$(scripts/redis.sh
 # env)"), ES_URL and credentials, FLOWS_*, DAGSTER_HOME and DAGSTER_PG_*, as the runs have them. The
-# broker's URL holds a password: it is never printed.
+# broker's URL holds a password: it is never printed. WORKER_DAGSTER_YAML=deploy/dagster.yaml gives each
+# worker a DAGSTER_HOME of its own (wN/dagster_home) with that instance config, as a machine of its own
+# has: with the instance on PostgreSQL and the tables on S3 a worker then shares no folder with the run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,10 +45,15 @@ start() {
     local dir="$WORKERS_DIR/$name"
     if pid="$(running_pid "$dir")"; then echo "workers.sh: $name already running (pid $pid)"; continue; fi
     mkdir -p "$dir/tmp" && rm -f "$dir/worker.pid"
+    local home=()  # the run's DAGSTER_HOME, unless the worker stands for a machine with its own
+    if [ -n "${WORKER_DAGSTER_YAML:-}" ]; then
+      mkdir -p "$dir/dagster_home" && cp "$WORKER_DAGSTER_YAML" "$dir/dagster_home/dagster.yaml"
+      home=("DAGSTER_HOME=$dir/dagster_home")
+    fi
     # setsid: the worker and its pool's processes are one process group, stopped together
     # (setsid may fork: the worker writes its own PID, then becomes celery by exec)
     # (the whole group redirected: no process of it keeps this script's output open)
-    (cd "$dir" && TMPDIR="$dir/tmp" nohup setsid bash -c 'echo $$ > worker.pid; exec "$@"' worker \
+    (cd "$dir" && env "${home[@]}" TMPDIR="$dir/tmp" nohup setsid bash -c 'echo $$ > worker.pid; exec "$@"' worker \
       "$CELERY" -A "$APP" worker -Q "$WORKER_QUEUES" -c "$WORKER_CONCURRENCY" --pool prefork -n "$name@%h" \
       --without-gossip --without-mingle -l INFO &) > "$dir/worker.log" 2>&1 < /dev/null
     for _ in $(seq 1 50); do [ -s "$dir/worker.pid" ] && break; sleep 0.1; done

@@ -29,10 +29,11 @@ from flows_pipeline.es.connection import ConnectionSettings, connect, safe_url
 from flows_pipeline.es.index_layout import BucketSpan, IndexLayout
 from flows_pipeline.exporter_health import ExporterHealthSettings
 from flows_pipeline.hour import Hour
+from flows_pipeline.orchestration.step_values import StepValues
 from flows_pipeline.sources.source_reader import SourceKind, SourceSettings
 from flows_pipeline.sources.time_units import TimeUnit
 from flows_pipeline.tables.normalizer import NormalizeOptions
-from flows_pipeline.tables.table_store import TableLocation, join, normalized_root
+from flows_pipeline.tables.table_store import TableLocation, is_s3, join, normalized_root
 
 DEFAULT_SOURCE_LAG_MINUTES = 15  # late flows of a closed hour arrive in the minutes after it (nfcapd rotates every 5)
 # an hour is late once unpublished this long after its scheduled run started: the incident's hour
@@ -411,7 +412,7 @@ def _whole(environ: Mapping[str, str], variable: str, default: int, unit: str, l
     return int(text)
 
 
-def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource]:
+def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, ConfigurableResource | StepValues]:
     """The deployment's resources: defaults for a local run, overridden by what the environment sets.
 
     Raises pydantic's ValidationError, naming the field and the allowed values, for a choice
@@ -425,11 +426,16 @@ def resources_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Con
         )
     # the local node on another port (scripts/es.sh honours ES_PORT too), unless ES_URL names a cluster
     local = {"url": f"http://127.0.0.1:{environ['ES_PORT']}"} if environ.get("ES_PORT") else {}
+    # tables on S3: the steps' values beside them, so workers need no shared disk (step_values.py);
+    # otherwise Dagster's fs_io_manager in DAGSTER_HOME
+    on_s3 = is_s3(environ.get("FLOWS_STORAGE_ROOT", ""))
+    values = {"io_manager": StepValues(root=EnvVar("FLOWS_STORAGE_ROOT"))} if on_s3 else {}
     return {
         "storage": FlowStorage(**_from_env(environ, _STORAGE_ENV)),
         "source": FlowSource(**_from_env(environ, _SOURCE_ENV)),
         "es": FlowsElasticsearch(**(local | _from_env(environ, _ELASTICSEARCH_ENV))),
         "retention": FlowRetention(**_from_env(environ, _RETENTION_ENV)),
+        **values,
     }
 
 

@@ -45,7 +45,7 @@ def apply_retention(
     tables = {folder: delete_expired_tables(storage.root_location, [folder], cutoff) for folder in TABLE_FOLDERS}
     indices = delete_expired(es.connect(), es.layout, cutoff)
     assets = [AssetKey(name) for name in sorted({*TABLE_FOLDERS.values(), "flow_index"})]
-    runs = delete_expired_runs(instance, cutoff, assets, keep=own_run_id)
+    runs = delete_expired_runs(instance, cutoff, assets, keep=own_run_id, storage_root=storage.root_location)
     return {
         "retention_days": days,
         "cutoff": cutoff.isoformat(),

@@ -15,7 +15,8 @@ kept hour is recorded again. The kept hours keep their runs, checks and failures
 stays failed. The assets' cached partition status is dropped so the UI recounts it.
 
 With SQLite, the emptied per-run database file and the run's step-output folder are removed too
-(Dagster leaves them): with Postgres there are none.
+(Dagster leaves them): with Postgres there are none. With tables on S3 the run's step values are
+objects under <root>/step_values/<run id>/ (orchestration/step_values.py): deleted with the run.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from dagster._core.storage.dagster_run import FINISHED_STATUSES
 from dagster._core.storage.tags import PARTITION_NAME_TAG
 
 from flows_pipeline.hour import Hour, parse_hour_key
+from flows_pipeline.orchestration.step_values import run_values
+from flows_pipeline.tables import table_store
+from flows_pipeline.tables.table_store import TableLocation
 
 PAGE = 500
 
@@ -39,7 +43,7 @@ PAGE = 500
 class DeletedRuns:
     runs: int
     hours: int  # hours whose runs were deleted
-    files: int  # SQLite run databases and step-output folders removed
+    files: int  # SQLite run databases and step-output folders (local, or on S3) removed
     bytes_freed: int
 
 
@@ -67,11 +71,17 @@ def _expired(record: RunRecord, cutoff: datetime) -> bool:
 
 
 def delete_expired_runs(
-    instance: DagsterInstance, cutoff: datetime, assets: Sequence[AssetKey], keep: str | None = None
+    instance: DagsterInstance,
+    cutoff: datetime,
+    assets: Sequence[AssetKey],
+    keep: str | None = None,
+    storage_root: TableLocation | None = None,
 ) -> DeletedRuns:
-    """Delete the expired runs (see expired_runs) and what they left; `keep` is the caller's own run."""
+    """Delete the expired runs (see expired_runs) and what they left; `keep` is the caller's own run.
+    An S3 `storage_root` (FLOWS_STORAGE_ROOT) also holds their step values: deleted too."""
     doomed = list(expired_runs(instance, cutoff, keep))  # listed first: deleting while paging would skip
     files = freed = 0
+    values_on_s3 = storage_root is not None and table_store.is_s3(storage_root)
     for record in doomed:
         run_id = record.dagster_run.run_id
         leftovers = _run_files(instance, run_id)
@@ -79,6 +89,8 @@ def delete_expired_runs(
         for path in leftovers:
             files, freed = files + 1, freed + _size(path)
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if values_on_s3 and (removed := table_store.delete_folder(run_values(storage_root, run_id))):
+            files, freed = files + 1, freed + removed
     if doomed:
         instance.wipe_asset_cached_status(list(assets))
     hours = {record.dagster_run.tags.get(PARTITION_NAME_TAG) for record in doomed} - {None}

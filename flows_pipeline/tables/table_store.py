@@ -186,9 +186,14 @@ def size(location: TableLocation) -> int | None:
 
 def read_text(location: TableLocation) -> str:
     """A small text object (a recorded digest); FileNotFoundError when there is none."""
+    return read_bytes(location).decode()
+
+
+def read_bytes(location: TableLocation) -> bytes:
+    """A small object, whole (a digest, a step's value); FileNotFoundError when there is none."""
     filesystem, path = resolve(location)
     with s3_errors(location, "reading"), filesystem.open_input_stream(path) as stream:
-        return stream.read().decode()
+        return stream.read()
 
 
 def sha256(location: TableLocation) -> str:
@@ -218,6 +223,30 @@ def delete(location: TableLocation) -> None:
         filesystem.delete_file(path)
 
 
+def delete_folder(folder: TableLocation) -> int:
+    """Delete `folder` and everything under it (on S3: every object of the prefix); the bytes freed, 0 if
+    there was nothing. On S3 one DeleteObject per object, as retention deletes tables: pyarrow's
+    `delete_dir` sends DeleteObjects, which not every S3-compatible server implements (s3proxy 2.7's
+    filesystem backend answers INTERNAL_FAILURE)."""
+    filesystem, path = resolve(folder)
+    with s3_errors(folder, "deleting"):
+        found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        if not found and not is_s3(folder):
+            with contextlib.suppress(FileNotFoundError):
+                filesystem.delete_dir(path)  # an empty folder
+            return 0
+        files = [info for info in found if info.type == pafs.FileType.File]
+        for info in files:
+            filesystem.delete_file(info.path)
+    if is_s3(folder):  # what is left are folder markers, deepest first
+        for info in sorted((i for i in found if i.type == pafs.FileType.Directory), key=lambda i: -i.path.count("/")):
+            remove_folder_if_empty(S3_SCHEME + info.path)
+        remove_folder_if_empty(folder)
+    else:
+        filesystem.delete_dir(path)
+    return sum(info.size or 0 for info in files)
+
+
 def listing(folder: TableLocation) -> list[pafs.FileInfo]:
     """The entries directly in `folder` (files and folders; S3's common prefixes are folders); [] if none."""
     filesystem, path = resolve(folder)
@@ -241,9 +270,22 @@ def remove_folder_if_empty(folder: TableLocation) -> None:
 
 def write_text(location: TableLocation, text: str) -> None:
     """A small text object, whole: one PUT, done before anything could fail half way."""
+    write_bytes(location, text.encode())
+
+
+def write_bytes(location: TableLocation, data: bytes) -> None:
+    """A small object (under one part, pyarrow's 10 MB), whole: the bytes are all in hand before the one
+    PUT starts, so no failure half way can publish part of them (apache/arrow#40502 needs a failure
+    inside the stream). Locally, a temporary file renamed into place."""
     filesystem, path = resolve(location)
+    if not is_s3(location):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        temporary = Path(f"{path}.tmp-{uuid.uuid4().hex}")
+        temporary.write_bytes(data)
+        temporary.replace(path)
+        return
     with s3_errors(location, "writing"), filesystem.open_output_stream(path) as stream:
-        stream.write(text.encode())
+        stream.write(data)
 
 
 class _HashingWriter:

@@ -1,6 +1,10 @@
 """Steps on two celery workers (FLOWS_EXECUTOR=celery) keep the limits of one machine, counted from the
 cluster's side (bulk bodies in flight at a proxy in front of the node), and a worker SIGKILLed while it
-loads a chunk costs a retry of that chunk, never a duplicate or a held slot."""
+loads a chunk costs a retry of that chunk, never a duplicate or a held slot.
+
+The first test runs the layout of several machines whole: the production instance on PostgreSQL,
+tables and step values on S3, each worker with a DAGSTER_HOME of its own (nothing shared but the
+database, the broker and the bucket); the second, the single-machine instance (SQLite)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from dagster import DagsterEventType, DagsterRunStatus
 
 from flows_pipeline.hour import hour_of
 from flows_pipeline.orchestration.concurrency import ES_BULK_POOL
+from flows_pipeline.tables import table_store
 from flows_pipeline_tests.fault_proxy import FaultProxy
+from flows_pipeline_tests.s3 import stored_files
 from flows_pipeline_tests.support import ES_URL, index_layout, rows_in
 
 ROWS = 6000
@@ -53,8 +59,10 @@ def _assert_exact_and_slots_free(project, es_client, partition: str, run_id: str
         assert instance.event_log_storage.get_concurrency_info(ES_BULK_POOL).claimed_slots == []
 
 
-def test_two_workers_load_an_hour_within_the_runs_chunk_step_limit(celery_project, es_client):
-    project, workers = celery_project
+def test_two_workers_sharing_no_folder_load_an_hour_within_the_runs_chunk_step_limit(
+    celery_cluster_project, es_client, own_s3
+):
+    project, workers = celery_cluster_project
     with FaultProxy(ES_URL, "/_bulk", [], hold_s=0.3) as proxy:
         project.env |= {**SMALL_HOUR, "ES_URL": proxy.url}
         workers.up(workers=2, concurrency=2)
@@ -68,6 +76,11 @@ def test_two_workers_load_an_hour_within_the_runs_chunk_step_limit(celery_projec
     assert len(chunks) == 6
     assert set().union(*chunks.values()) == {"w1", "w2"}, f"the chunks did not spread over both workers: {chunks}"
     _assert_exact_and_slots_free(project, es_client, "2021-10-28-05:00", run_id)
+    # the chunk descriptors and results went through the bucket, none through a folder of the run
+    with own_s3.environment():
+        values = stored_files(table_store.join(project.env["FLOWS_STORAGE_ROOT"], "step_values", run_id))
+    assert len([v for v in values if v.startswith("flow_index.index_chunk[")]) == 6, values
+    assert not (project.home / "storage").exists()
 
 
 def test_a_worker_killed_mid_chunk_costs_a_retry_on_the_other_not_a_duplicate_nor_a_slot(

@@ -1,19 +1,24 @@
 """A whole hour with its tables on S3 (the suite's s3proxy) against the real Elasticsearch: the same
-counts, documents, quarantine and table bytes as the same hour on local disk."""
+counts, documents, quarantine and table bytes as the same hour on local disk; the values its steps
+pass each other on S3 too (step_values.py), until the run retention deletes them with the run."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.compute as pc
 
+from flows_pipeline.hour import hour_of
+from flows_pipeline.orchestration.resources import FlowsElasticsearch, FlowStorage
+from flows_pipeline.orchestration.retention_job import apply_retention
 from flows_pipeline.tables import table_store
 from flows_pipeline.tables.row_groups import read_batches, verify_digest
 from flows_pipeline_tests.orchestration.test_assets_in_process import materialization_of
 from flows_pipeline_tests.s3 import OwnS3, stored_files
-from flows_pipeline_tests.support import make_project, rows_in, step_failures
+from flows_pipeline_tests.support import ES_URL, make_project, rows_in, step_failures
 
 PARTITION = "2021-10-28-03:00"
 START_NS = 1_635_390_000_000_000_000  # 2021-10-28 03:00:00 UTC
@@ -65,14 +70,32 @@ def test_an_hour_on_s3_is_the_same_hour_as_on_local_disk(tmp_path, index_prefix,
                 "documents": rows_in(es_client, f"{index_prefix}-{kind}-2021.10.28-03"),
                 "summary_flows": _summary_flows(root),
                 "checks": sorted((c.check_name, c.passed) for c in result.get_asset_check_evaluations()),
-                "files": stored_files(root),
+                "files": [f for f in stored_files(root) if not f.startswith("step_values/")],
             }
+            if kind == "s3":
+                _assert_step_values_on_s3_until_retention(project, root, result.run_id)
     assert outcomes["s3"] == outcomes["local"]
     local = outcomes["local"]
     assert local["rows"] == GOOD_FLOWS and local["documents"] == (GOOD_FLOWS, 0, GOOD_FLOWS - 1)
     assert local["quarantined"] == 2 and local["outside_hour"] == 1 and local["summary_flows"] == GOOD_FLOWS
     assert all(passed for _, passed in local["checks"])
     assert {"flow_quarantine/2021-10-28/03.parquet", "raw_quarantine/2021-10-28/03.parquet"} <= set(local["files"])
+
+
+def _assert_step_values_on_s3_until_retention(project, root, run_id: str) -> None:
+    """The chunk descriptors and results went through S3, not DAGSTER_HOME; the retention job deletes them
+    with the run."""
+    values = [f for f in stored_files(root) if f.startswith(f"step_values/{run_id}/")]
+    plans = [f for f in values if f.startswith(f"step_values/{run_id}/flow_index.plan_index_chunks/")]
+    results = [f for f in values if f.startswith(f"step_values/{run_id}/flow_index.index_chunk[")]
+    assert len(plans) == 2 and len(results) == 2, values  # es_bulk_steps=2: two chunks, one value each way
+    assert not (project.home / "storage").exists(), "a step value went to DAGSTER_HOME"
+    storage = FlowStorage(root=project.env["FLOWS_STORAGE_ROOT"])
+    es = FlowsElasticsearch(url=ES_URL, index_prefix=project.env["FLOWS_INDEX_PREFIX"])
+    with project.instance() as instance:
+        report = apply_retention(instance, storage, es, 1, hour_of(PARTITION).end + timedelta(days=30))
+    assert report["dagster_runs_deleted"] == 1
+    assert [f for f in stored_files(root) if f.startswith("step_values/")] == []
 
 
 def _summary_flows(root) -> int:
