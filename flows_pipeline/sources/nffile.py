@@ -30,6 +30,7 @@ is left to it, so that the JSON path fails the file with nfdump's own words.
 from __future__ import annotations
 
 import bz2
+import functools
 import socket
 import struct
 from collections.abc import Iterator
@@ -78,7 +79,16 @@ _INT32_LIMIT = 2**31
 # counters as the JSON path reads them: int64, and in + out must not overflow
 _COUNTER_LIMIT = 2**62
 _MS_LIMIT = (2**63 - 1) // NS_PER_MS
-_HEX = pa.array([f"{i:02x}" for i in range(256)])
+
+
+# Built on first use, not at import: an Arrow array made from Python objects loads pyarrow's pandas
+# shim, i.e. imports pandas (~0.6 s, ~40 MB), which the run's orchestrating process never needs.
+@functools.cache
+def _byte_texts(hexadecimal: bool) -> pa.Array:
+    """The 256 byte values as text: two hex digits (MAC addresses), or decimal (IPv4 octets)."""
+    return pa.array([f"{i:02x}" if hexadecimal else str(i) for i in range(256)])
+
+
 _BYTE_OFFSETS = {width: np.arange(width) for width in (1, 2, 4, 8)}
 
 
@@ -379,13 +389,14 @@ def _text_addresses(buf: np.ndarray, v4: np.ndarray | None, v6: np.ndarray | Non
     return pa.array(texts, pa.string())
 
 
-_DECIMAL = pa.array([str(i) for i in range(256)])
 # each host-order (little-endian) 64-bit word's bytes reversed: the address in network order
 _V6_NETWORK_ORDER = np.array([7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8])
 
 
 def _dotted(addresses: np.ndarray) -> pa.Array:
-    octets = [pc.take(_DECIMAL, pa.array((addresses >> shift) & 0xFF)) for shift in (24, 16, 8, 0)]
+    octets = [
+        pc.take(_byte_texts(hexadecimal=False), pa.array((addresses >> shift) & 0xFF)) for shift in (24, 16, 8, 0)
+    ]
     return pc.binary_join_element_wise(*octets, ".")
 
 
@@ -394,6 +405,6 @@ def _mac(buf: np.ndarray, macs: np.ndarray | None, offset: int, n: int) -> pa.Ar
     if macs is None:
         return pa.nulls(n, pa.string())
     start = np.where(macs < 0, 0, macs + ELEMENT_HEADER_BYTES + offset)
-    pairs = [pc.take(_HEX, pa.array(buf[start + i])) for i in (5, 4, 3, 2, 1, 0)]
+    pairs = [pc.take(_byte_texts(hexadecimal=True), pa.array(buf[start + i])) for i in (5, 4, 3, 2, 1, 0)]
     text = pc.binary_join_element_wise(*pairs, ":")
     return pc.if_else(pa.array(macs < 0), pa.scalar(None, pa.string()), text) if (macs < 0).any() else text

@@ -8,6 +8,7 @@ skipped and reported. An hour without files fails clearly, or, when configured, 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -74,7 +75,11 @@ class ReceivedBatch:
     rejected: pa.RecordBatch  # QUARANTINE_SCHEMA: records that could not even be read as flows
 
 
-_NO_REJECTS = pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
+# Built on first use, not at import: an Arrow batch made from Python objects loads pyarrow's pandas
+# shim, i.e. imports pandas (~0.6 s, ~40 MB), which the run's orchestrating process never needs.
+@functools.cache
+def _no_rejects() -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=QUARANTINE_SCHEMA)
 
 
 def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
@@ -86,7 +91,7 @@ def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
     try:
         for raw in nffile_flow_batches(path):
             read += raw.num_rows
-            yield ReceivedBatch(raw, _NO_REJECTS)
+            yield ReceivedBatch(raw, _no_rejects())
     except NotReadHere as why:
         log.info("%s; nfdump reads it from flow %d on", why, read + 1)
     else:
@@ -100,7 +105,7 @@ def _nfcapd_batches(path: Path, batch_rows: int) -> Iterator[ReceivedBatch]:
             received = (nfdump_received(source, number + i, text) for i, text in enumerate(texts))
             yield from _batches(received, batch_rows)
         else:
-            yield ReceivedBatch(raw, _NO_REJECTS)
+            yield ReceivedBatch(raw, _no_rejects())
         number += len(texts)
 
 
@@ -137,7 +142,7 @@ def source_bytes(settings: SourceSettings, hour: Hour) -> int:
 def read_hour(settings: SourceSettings, hour: Hour, report: SourceReport, batch_rows: int) -> Iterator[ReceivedBatch]:
     if settings.kind == "synthetic":
         for batch in synthetic_batches(hour, settings.synthetic_rows, batch_rows):
-            yield ReceivedBatch(batch, _NO_REJECTS)
+            yield ReceivedBatch(batch, _no_rejects())
         return
     if settings.kind not in FILE_FORMATS:
         raise ConfigurationError(f"unknown flow source kind {settings.kind!r} (FLOWS_SOURCE); one of {SOURCE_KINDS}")

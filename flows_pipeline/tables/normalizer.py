@@ -42,7 +42,16 @@ _MAC = (
     r"^(([0-9A-Fa-f]{2}:){5}|([0-9A-Fa-f]{2}-){5})[0-9A-Fa-f]{2}$"  # 00:1b:21:3a:4f:5e, 00-1B-...
     r"|^([0-9A-Fa-f]{4}\.){2}[0-9A-Fa-f]{4}$|^[0-9A-Fa-f]{12}$"  # Cisco's 001b.213a.4f5e, bare hex
 )
-_TRANSPORT_BY_NUMBER = pa.array([IANA_TRANSPORT_NAMES.get(n, str(n)) for n in range(256)])
+
+
+# The transport names by IANA number. Built on first use, not at import: an Arrow array made from Python
+# objects loads pyarrow's pandas shim, i.e. imports pandas (~0.6 s, ~40 MB), which the run's
+# orchestrating process never needs.
+@functools.cache
+def _transport_by_number() -> pa.Array:
+    return pa.array([IANA_TRANSPORT_NAMES.get(n, str(n)) for n in range(256)])
+
+
 INT64_MAX = 2**63 - 1
 # sFlow agents sample at most 1 in 65,536 packets even on 400G links; a rate far beyond is another
 # field (a counter, an interface index) in the wrong column, and would inflate the hour's totals
@@ -303,7 +312,7 @@ def _to_flow_schema(good: pa.RecordBatch, options: NormalizeOptions) -> pa.Recor
         col("dst_addr"),
         destination_port,
         pc.if_else(pc.match_substring(col("src_addr"), ":"), "ipv6", "ipv4"),
-        pc.take(_TRANSPORT_BY_NUMBER, proto),
+        pc.take(_transport_by_number(), proto),
         pc.cast(proto, pa.int16()),
         *(pc.multiply_checked(col(counter), rate) for counter in ("bytes", "packets")),
         # each side's share, scaled the same way: the source's is what the destination did not send

@@ -8,14 +8,17 @@ so it is kept both as a table and as documents of a summary index (es/summary_in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import pyarrow as pa
 
 from flows_pipeline.errors import TerminalError
 from flows_pipeline.hour import Hour
 from flows_pipeline.tables.row_groups import read_batches, verify_digest
 from flows_pipeline.tables.table_store import TableLocation
+
+if TYPE_CHECKING:  # imported where used: the run's orchestrating process imports this module, never pandas
+    import pandas as pd
 
 TOP = 20
 COUNTERS = ["flows", "bytes", "packets"]
@@ -66,6 +69,8 @@ class _Totals:
         if self.totals is None:
             self.totals = part
         else:  # concatenated and regrouped, not DataFrame.add: its alignment goes through float64
+            import pandas as pd
+
             levels = list(range(part.index.nlevels))
             self.totals = pd.concat([self.totals, part]).groupby(level=levels).sum()
 
@@ -79,6 +84,8 @@ def _split(frame: pd.DataFrame) -> None:
 
 def _joined(result: pd.DataFrame, hour: Hour, kind: str) -> pd.DataFrame:
     """The exact totals per key (Python ints), checked against Elasticsearch's long."""
+    import pandas as pd
+
     joined = pd.DataFrame(index=result.index)
     joined["flows"] = [int(v) for v in result["flows"]]
     for counter in ("bytes", "packets"):
