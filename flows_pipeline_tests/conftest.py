@@ -129,9 +129,11 @@ def celery_cluster_project(
     pg_project: Project, own_broker: OwnBroker, own_s3: OwnS3
 ) -> Iterator[tuple[Project, Workers]]:
     """The layout of `make demo-cluster`: `pg_project` (the production instance on PostgreSQL) with its
-    tables and step values on the suite's S3 and its steps on celery workers. The run and its workers
-    share the database, the broker and the bucket, and no folder: each worker has a DAGSTER_HOME of its
-    own (deploy/dagster.yaml), as on a machine of its own."""
+    tables and step values on the suite's S3 and its steps on celery workers, each with a DAGSTER_HOME of
+    its own (deploy/dagster.yaml). What the run and its workers exchange goes through the database, the
+    broker and the bucket; on this one machine the run's folders exist for the workers too, so the test
+    checks that no step value went to the run's DAGSTER_HOME (dagster-celery's task opens the instance
+    from the run's own reference)."""
     pg_project.env |= {
         **own_broker.env,
         **own_s3.env,

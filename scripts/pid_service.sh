@@ -3,8 +3,9 @@
 #
 #   pid_of PID_FILE                         the PID, if that process is alive (status 1 otherwise)
 #   status_of PID_FILE WHERE                "running (pid N) WHERE" or "not running"
-#   await CHECK SECONDS PID_FILE LOG WHAT   poll CHECK (a command) every 0.2 s: fail at once if the process
-#                                           exits (the log's tail shown), or after SECONDS ("not WHAT")
+#   await CHECK SECONDS PID_FILE LOG WHAT   run CHECK (a command) until it succeeds, 0.2 s apart: fail at once
+#                                           if the process exits (LOG's tail shown), or once SECONDS have
+#                                           passed ("not WHAT")
 #   stop_pid PID_FILE NAME SECONDS [FIRST [LAST [LAST_SAID]]]
 #                                           signal FIRST (TERM), wait SECONDS for the process to go, then
 #                                           LAST (KILL); the pid file is removed either way
@@ -24,13 +25,12 @@ status_of() {
 }
 
 await() {
-  local check="$1" seconds="$2" pid_file="$3" log="$4" what="$5"
-  for _ in $(seq 1 $((seconds * 5))); do
+  local check="$1" seconds="$2" pid_file="$3" log="$4" what="$5" deadline=$((SECONDS + $2))
+  while [ "$SECONDS" -lt "$deadline" ]; do  # by the clock: a check may itself take seconds (curl -m 2)
     if $check; then return 0; fi
     if [ -n "$pid_file" ] && ! pid_of "$pid_file" >/dev/null; then
       echo "$SERVICE: exited while starting; last log lines:" >&2
-      # shellcheck disable=SC2086  # LOG may name several files
-      tail -n 30 $log >&2 2>/dev/null || true
+      tail -n 30 "$log" >&2 2>/dev/null || true
       exit 1
     fi
     sleep 0.2

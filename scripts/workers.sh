@@ -16,7 +16,8 @@
 # env)"), ES_URL and credentials, FLOWS_*, DAGSTER_HOME and DAGSTER_PG_*, as the runs have them. The
 # broker's URL holds a password: it is never printed. WORKER_DAGSTER_YAML=deploy/dagster.yaml gives each
 # worker a DAGSTER_HOME of its own (wN/dagster_home) with that instance config, as a machine of its own
-# has: with the instance on PostgreSQL and the tables on S3 a worker then shares no folder with the run.
+# has. (A step a worker executes opens the instance from the run's own reference, sent with the task:
+# with the instance on PostgreSQL and tables and step values on S3 nothing of it is read from a folder.)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,7 +54,7 @@ start() {
     # setsid: the worker and its pool's processes are one process group, stopped together
     # (setsid may fork: the worker writes its own PID, then becomes celery by exec)
     # (the whole group redirected: no process of it keeps this script's output open)
-    (cd "$dir" && env "${home[@]}" TMPDIR="$dir/tmp" nohup setsid bash -c 'echo $$ > worker.pid; exec "$@"' worker \
+    (cd "$dir" && env ${home[@]+"${home[@]}"} TMPDIR="$dir/tmp" nohup setsid bash -c 'echo $$ > worker.pid; exec "$@"' worker \
       "$CELERY" -A "$APP" worker -Q "$WORKER_QUEUES" -c "$WORKER_CONCURRENCY" --pool prefork -n "$name@%h" \
       --without-gossip --without-mingle -l INFO &) > "$dir/worker.log" 2>&1 < /dev/null
     for _ in $(seq 1 50); do [ -s "$dir/worker.pid" ] && break; sleep 0.1; done

@@ -85,12 +85,13 @@ def delete_expired_runs(
     for record in doomed:
         run_id = record.dagster_run.run_id
         leftovers = _run_files(instance, run_id)
+        # the values first: a storage failure then leaves the run to the next retention, not its objects forever
+        if values_on_s3 and (removed := table_store.delete_folder(run_values(storage_root, run_id))):
+            files, freed = files + 1, freed + removed
         instance.delete_run(run_id)
         for path in leftovers:
             files, freed = files + 1, freed + _size(path)
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
-        if values_on_s3 and (removed := table_store.delete_folder(run_values(storage_root, run_id))):
-            files, freed = files + 1, freed + removed
     if doomed:
         instance.wipe_asset_cached_status(list(assets))
     hours = {record.dagster_run.tags.get(PARTITION_NAME_TAG) for record in doomed} - {None}

@@ -24,10 +24,11 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import ConfigurableIOManager, DagsterInstance, DagsterRun, InputContext, OutputContext
 from pydantic import Field
 
 from flows_pipeline.errors import TerminalError
+from flows_pipeline.orchestration.failures import retry_only_transient_errors
 from flows_pipeline.tables import table_store
 from flows_pipeline.tables.table_store import TableLocation
 
@@ -43,12 +44,29 @@ class StepValueMissingError(TerminalError):
     """A step's input is not where the step upstream wrote it."""
 
 
+class _FailingStep:
+    """The instance and run of the step an IO manager works for (failures.StepContext), looked up only
+    when a failure is tagged: a context built outside a run (a test's) has none."""
+
+    def __init__(self, context: InputContext | OutputContext) -> None:
+        self._context = context
+
+    @property
+    def instance(self) -> DagsterInstance:
+        return self._context.step_context.instance
+
+    @property
+    def run(self) -> DagsterRun:
+        return self._context.step_context.dagster_run
+
+
 class StepValues(ConfigurableIOManager):
     """Step values pickled under `<root>/step_values/`; the root is FLOWS_STORAGE_ROOT (s3://bucket/prefix).
 
-    Raises StorageUnavailableError (transient: the step is retried) or StorageRefusedError (terminal)
-    for the object store's failures, naming the object and the server's reason; StepValueMissingError
-    for an input whose value is not there.
+    The object store's failures end the step as the step's own would (orchestration/failures.py):
+    StorageUnavailableError is transient (a chunk step's retry policy, or the daemon's run retry),
+    StorageRefusedError and StepValueMissingError are terminal; each names the object and the reason.
+    (Dagster calls an IO manager outside the step's body, so the body's own error handling does not apply.)
     """
 
     root: str = Field(description="FLOWS_STORAGE_ROOT: s3://bucket/prefix (or a folder)")
@@ -56,15 +74,11 @@ class StepValues(ConfigurableIOManager):
     def location(self, identifier: Sequence[str]) -> TableLocation:
         return table_store.join(run_values(table_store.normalized_root(self.root), identifier[0]), *identifier[1:])
 
-    def handle_output(self, context: OutputContext, obj: object) -> None:
-        if context.dagster_type.is_nothing:
-            return
-        table_store.write_bytes(self.location(context.get_identifier()), pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
+    def write(self, identifier: Sequence[str], value: object) -> None:
+        table_store.write_bytes(self.location(identifier), pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
 
-    def load_input(self, context: InputContext) -> object:
-        if context.dagster_type.is_nothing:
-            return None
-        identifier = context.upstream_output.get_identifier()
+    def read(self, identifier: Sequence[str]) -> object:
+        """The value; StepValueMissingError when there is none."""
         location = self.location(identifier)
         try:
             return pickle.loads(table_store.read_bytes(location))
@@ -74,3 +88,16 @@ class StepValues(ConfigurableIOManager):
                 "deleted by the retention job, or FLOWS_STORAGE_ROOT changed since it ran; materialize the hour "
                 "anew (a whole run, not a re-execution from failure)"
             ) from None
+
+    def handle_output(self, context: OutputContext, obj: object) -> None:
+        if context.dagster_type.is_nothing:
+            return
+        with retry_only_transient_errors(_FailingStep(context), f"storing the value of step {context.step_key}"):
+            self.write(context.get_identifier(), obj)
+
+    def load_input(self, context: InputContext) -> object:
+        if context.dagster_type.is_nothing:
+            return None
+        identifier = context.upstream_output.get_identifier()
+        with retry_only_transient_errors(_FailingStep(context), f"reading the value of step {identifier[1]}"):
+            return self.read(identifier)

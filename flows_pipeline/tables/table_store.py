@@ -238,10 +238,12 @@ def delete_folder(folder: TableLocation) -> int:
         files = [info for info in found if info.type == pafs.FileType.File]
         for info in files:
             filesystem.delete_file(info.path)
-    if is_s3(folder):  # what is left are folder markers, deepest first
-        for info in sorted((i for i in found if i.type == pafs.FileType.Directory), key=lambda i: -i.path.count("/")):
-            remove_folder_if_empty(S3_SCHEME + info.path)
-        remove_folder_if_empty(folder)
+    if is_s3(folder):  # what may be left are folder markers (`<prefix>/` objects): one delete each, no listing
+        folders = [info.path for info in found if info.type == pafs.FileType.Directory] + [path]
+        with s3_errors(folder, "deleting"):
+            for marker in sorted(folders, key=lambda p: -p.count("/")):
+                with contextlib.suppress(FileNotFoundError):
+                    filesystem.delete_file(f"{marker}/")
     else:
         filesystem.delete_dir(path)
     return sum(info.size or 0 for info in files)
@@ -281,8 +283,11 @@ def write_bytes(location: TableLocation, data: bytes) -> None:
     if not is_s3(location):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         temporary = Path(f"{path}.tmp-{uuid.uuid4().hex}")
-        temporary.write_bytes(data)
-        temporary.replace(path)
+        try:
+            temporary.write_bytes(data)
+            temporary.replace(path)
+        finally:
+            temporary.unlink(missing_ok=True)  # left only by a failed write
         return
     with s3_errors(location, "writing"), filesystem.open_output_stream(path) as stream:
         stream.write(data)

@@ -4,14 +4,21 @@ re-execution from the run that made it; a value of type Nothing is neither writt
 
 from __future__ import annotations
 
+import os
+from unittest import mock
+
 import pytest
-from dagster import Any, Nothing, build_input_context, build_output_context
+from dagster import Any, DagsterInstance, Nothing, build_input_context, build_output_context, job, op
 from dagster._core.types.dagster_type import resolve_dagster_type
 
 from flows_pipeline.es.chunk_plan import ChunkSpec
+from flows_pipeline.orchestration.failures import FAILURE_KIND_TAG
 from flows_pipeline.orchestration.step_values import StepValueMissingError, StepValues
 from flows_pipeline.tables import table_store
 from flows_pipeline_tests.s3 import stored_files
+from flows_pipeline_tests.support import free_port
+
+DUMMY_KEYS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
@@ -60,12 +67,47 @@ def test_a_value_is_read_back_from_the_run_that_made_it_and_nothing_is_not_store
 
 def test_a_missing_value_fails_naming_the_step_the_run_and_what_to_do(root):
     values = StepValues(root=root)
-    with (
-        _output("run-9", "flow_index.plan_index_chunks") as made,
-        _input(made) as downstream,
-        pytest.raises(StepValueMissingError) as missing,
-    ):
-        values.load_input(downstream)
+    with pytest.raises(StepValueMissingError) as missing:
+        values.read(["run-9", "flow_index.plan_index_chunks", "result"])
     assert "step flow_index.plan_index_chunks of run run-9" in str(missing.value)
     assert "materialize the hour anew" in str(missing.value)
     assert table_store.delete_folder(table_store.join(table_store.normalized_root(root), "step_values", "run-9")) == 0
+
+
+@op
+def _descriptor() -> int:
+    return 1
+
+
+@op
+def _consumer(value: int) -> int:
+    return value
+
+
+@job
+def _two_steps():
+    _consumer(_descriptor())
+
+
+def test_storage_unreachable_for_a_value_ends_the_step_as_transient_for_the_daemons_run_retry(tmp_path):
+    """Dagster calls an IO manager outside the step's body: its errors get the same split as the body's
+    (failures.py): an unreachable store is transient, the run tagged for the daemon's retry."""
+    with (
+        mock.patch.dict(os.environ, {"FLOWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", **DUMMY_KEYS}),
+        DagsterInstance.ephemeral() as instance,
+    ):
+        table_store._s3.cache_clear()
+        try:
+            result = _two_steps.execute_in_process(
+                instance=instance, resources={"io_manager": StepValues(root="s3://flows/t")}, raise_on_error=False
+            )
+        finally:
+            table_store._s3.cache_clear()
+        assert not result.success
+        [failure] = [e for e in result.all_events if e.is_step_failure]
+        assert failure.step_key == "_descriptor"
+        assert "StorageUnavailableError" in str(
+            failure.event_specific_data.error.cause or failure.event_specific_data.error
+        )
+        tags = instance.get_run_by_id(result.run_id).tags
+        assert tags[FAILURE_KIND_TAG] == "transient" and tags["dagster/retry_on_asset_or_op_failure"] == "true"
