@@ -200,7 +200,7 @@ def wait_for_dagster_ui(url: str, process: subprocess.Popen, timeout_s: float = 
         except requests.ConnectionError:
             pass
         assert process.poll() is None, log.read_text()[-3000:] if log else f"exit {process.returncode}"
-        time.sleep(1)
+        time.sleep(0.25)
     raise AssertionError(f"the Dagster UI at {url} did not answer in {timeout_s} s")
 
 

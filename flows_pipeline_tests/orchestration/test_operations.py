@@ -86,7 +86,7 @@ def wait_for_runs(project, partitions: list[str], timeout_s: float) -> list:
         finished = [r for r in runs if r.dagster_run.is_finished]
         if len(finished) == len(runs) and {partition_of(r.dagster_run) for r in finished} == set(partitions):
             return finished
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"runs of {partitions} did not finish in {timeout_s} s")
 
 
@@ -210,7 +210,7 @@ def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
             freshness.wait_for(timeout=30_000)
             if "Passing" in freshness.evaluate("e => e.parentElement.innerText") or time.monotonic() > deadline:
                 break
-            time.sleep(5)
+            time.sleep(2)
         assert "Passing" in freshness.evaluate("e => e.parentElement.innerText")
 
         # a numeric metadata value plotted across the hours

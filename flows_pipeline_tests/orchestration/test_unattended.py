@@ -54,12 +54,12 @@ def own_node():
 
 
 def next_tick(now: datetime) -> tuple[int, datetime]:
-    """A source lag that puts the schedule's next tick 10-70 s from now (its cron minute), and that tick.
+    """A source lag that puts the schedule's next tick at the next minute (0-60 s from now), and that tick.
 
     The schedule is started before this is chosen, so the tick always comes after its start: a daemon
     that starts after the tick still launches it (Dagster's scheduler evaluates every tick since the
-    schedule's start, the last of those it missed included)."""
-    tick = (now + timedelta(seconds=70)).replace(second=0, microsecond=0)
+    schedule's start, the last of those it missed included), so the tick need not wait for the daemon."""
+    tick = (now + timedelta(seconds=60)).replace(second=0, microsecond=0)
     return tick.minute, tick
 
 
@@ -73,7 +73,7 @@ def wait_until(what: str, check, timeout_s: float, log: Path):
     while time.monotonic() < deadline:
         if result := check():
             return result
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"{what} did not happen in {timeout_s} s; daemon log:\n{log.read_text()[-4000:]}")
 
 
