@@ -231,22 +231,18 @@ def delete_folder(folder: TableLocation) -> int:
     filesystem, path = resolve(folder)
     with s3_errors(folder, "deleting"):
         found = filesystem.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-        if not found and not is_s3(folder):
+        freed = sum(info.size or 0 for info in found if info.type == pafs.FileType.File)
+        if not is_s3(folder):
             with contextlib.suppress(FileNotFoundError):
-                filesystem.delete_dir(path)  # an empty folder
-            return 0
-        files = [info for info in found if info.type == pafs.FileType.File]
-        for info in files:
-            filesystem.delete_file(info.path)
-    if is_s3(folder):  # what may be left are folder markers (`<prefix>/` objects): one delete each, no listing
-        folders = [info.path for info in found if info.type == pafs.FileType.Directory] + [path]
-        with s3_errors(folder, "deleting"):
-            for marker in sorted(folders, key=lambda p: -p.count("/")):
-                with contextlib.suppress(FileNotFoundError):
-                    filesystem.delete_file(f"{marker}/")
-    else:
-        filesystem.delete_dir(path)
-    return sum(info.size or 0 for info in files)
+                filesystem.delete_dir(path)
+            return freed
+        # the objects, then what may be left of the folders: `<prefix>/` markers, deepest first
+        objects = [info.path for info in found if info.type == pafs.FileType.File]
+        markers = [f"{info.path}/" for info in found if info.type == pafs.FileType.Directory] + [f"{path}/"]
+        for key in objects + sorted(markers, key=lambda m: -m.count("/")):
+            with contextlib.suppress(FileNotFoundError):
+                filesystem.delete_file(key)
+    return freed
 
 
 def listing(folder: TableLocation) -> list[pafs.FileInfo]:
