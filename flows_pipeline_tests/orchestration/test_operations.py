@@ -42,7 +42,12 @@ query Status($id: String!) {
 @pytest.fixture(scope="module")
 def dagster_ui(tmp_path_factory, index_prefix):
     """`make ui`'s `dagster dev` (webserver and daemon, through scripts/ui.py) on the project's
-    workspace and shipped instance config."""
+    workspace and shipped instance config, and the id of the UI backfill of BACKFILL_HOURS, launched
+    as soon as the webserver answers.
+
+    Dagster's backfill daemon takes a new backfill at its next iteration, up to 30 s later (a fixed
+    interval); the CLI backfill's test runs first, in that wait, and the UI backfill's test then
+    waits for the hours' runs."""
     project = make_project(tmp_path_factory.mktemp("ui"), index_prefix)
     port = free_port()
     log = open(project.home / "dagster-dev.log", "w")  # noqa: SIM115 - open for the fixture's whole life
@@ -56,7 +61,7 @@ def dagster_ui(tmp_path_factory, index_prefix):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_dagster_ui(url, server, log=project.home / "dagster-dev.log")
-        yield project, url
+        yield project, url, launch_ui_backfill(url)
     finally:
         server.terminate()  # the wrapper stops dagster dev's whole group within 10 s (test_ui_stops.py)
         server.wait(timeout=30)
@@ -90,18 +95,40 @@ def wait_for_runs(project, partitions: list[str], timeout_s: float) -> list:
     raise AssertionError(f"runs of {partitions} did not finish in {timeout_s} s")
 
 
-def test_ui_backfill_of_five_hours_respects_the_pool_and_run_limits(dagster_ui, es_client):
-    project, url = dagster_ui
+def test_cli_backfill_of_a_range_runs_one_hour_per_run(dagster_ui, es_client):
+    """Runs while the UI backfill waits for the daemon (dagster_ui); the run limits hold the two together."""
+    project, _, _ = dagster_ui
+    command = [
+        str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-w", "workspace.yaml",
+        "-j", "flows_hourly_job", "--from", CLI_RANGE[0], "--to", CLI_RANGE[1], "--noprompt",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=PROJECT, env=project.env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    runs = wait_for_runs(project, list(CLI_RANGE), 300)
+    assert len(runs) == 2 and all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
+    for hour_key in CLI_RANGE:
+        alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
+        assert es_client.count(index=alias)["count"] == 20_000
+
+
+def launch_ui_backfill(url: str) -> str:
+    """The backfill id of the UI's launch (GraphQL, as the UI's button sends it) of every asset of BACKFILL_HOURS."""
     params = {
         "partitionNames": BACKFILL_HOURS,
         "assetSelection": [{"path": [a]} for a in ASSETS],
     }
     launched = graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def test_ui_backfill_of_five_hours_respects_the_pool_and_run_limits(dagster_ui, es_client):
+    project, url, backfill_id = dagster_ui
     # the hours' runs are what the user waits for; the backfill daemon marks the backfill completed
     # at its next iteration, up to 30 s later (not configurable), which the test does not wait for
     runs = wait_for_runs(project, BACKFILL_HOURS, 600)
-    status = graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"]["status"]
+    status = graphql(url, BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]["status"]
     assert status in BACKFILL_GOING_WELL, status
     assert all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
     # one run per hour, each with every asset of the hour and its checks, each recorded once for its hour
@@ -131,22 +158,6 @@ def test_ui_backfill_of_five_hours_respects_the_pool_and_run_limits(dagster_ui, 
     assert max_overlap(run_spans) > 1  # the limits were exercised: runs really ran side by side
 
 
-def test_cli_backfill_of_a_range_runs_one_hour_per_run(dagster_ui, es_client):
-    project, _ = dagster_ui
-    command = [
-        str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-w", "workspace.yaml",
-        "-j", "flows_hourly_job", "--from", CLI_RANGE[0], "--to", CLI_RANGE[1], "--noprompt",
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=PROJECT, env=project.env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-
-    runs = wait_for_runs(project, list(CLI_RANGE), 300)
-    assert len(runs) == 2 and all(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in runs)
-    for hour_key in CLI_RANGE:
-        alias = f"{project.env['FLOWS_INDEX_PREFIX']}-{hour_of(hour_key).label}"
-        assert es_client.count(index=alias)["count"] == 20_000
-
-
 CHROMIUM = "/usr/bin/chromium"
 # as root, in a closed network: no sandbox, and none of Chromium's background connections
 CHROMIUM_ARGS = [
@@ -170,7 +181,7 @@ def test_ui_shows_what_a_user_must_see_after_the_backfills(dagster_ui):
     hours, and each run's hour. Screenshots in .test-artifacts/."""
     from playwright.sync_api import sync_playwright
 
-    _, url = dagster_ui
+    _, url, _ = dagster_ui
     newest = BACKFILL_HOURS[-1]
     assert Path(CHROMIUM).exists(), (
         f"the UI test needs Debian's Chromium at {CHROMIUM}: run `make system-packages` as root"

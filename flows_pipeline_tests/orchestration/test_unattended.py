@@ -6,8 +6,8 @@ loads it. The webhook is told once: of the last retry's failure (not of the two 
 finish before a node stops. Nodes killed in the middle of a bulk load: test_three_nodes.py.)
 
 A real `dagster-daemon` on the project's workspace and shipped instance config, and a real
-Elasticsearch node of the test's own, stopped and started again by its PID with scripts/es.sh
-(its data kept, as a restarted cluster keeps it).
+Elasticsearch node of the test's own, down from the start (its distribution unpacked, not started)
+and started by scripts/es.sh once the retries have failed; stopped by its PID at the end.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ def es_sh(command: str, port: int, **settings: str) -> None:
 
 @pytest.fixture
 def own_node():
+    """The port of a node that is not running yet: the test starts it (es.sh start) when the cluster comes back."""
     port = free_port()
     shutil.rmtree(NODE_DIR / "data", ignore_errors=True)
-    es_sh("up", port)
+    es_sh("install", port)
     try:
         yield port
     finally:
@@ -86,7 +87,7 @@ def test_the_cluster_down_during_the_scheduled_run_then_back_gets_the_hour_publi
 
 
 def run_unattended(own_node, tmp_path, index_prefix, webhook):
-    es_sh("stop", own_node)  # 1. the cluster is down before the schedule's tick
+    # 1. the cluster is down before the schedule's tick: own_node has not started it
     project = make_project(tmp_path, index_prefix)
     project.env |= {
         "ES_URL": f"http://127.0.0.1:{own_node}",
@@ -134,7 +135,7 @@ def run_unattended(own_node, tmp_path, index_prefix, webhook):
             return len(failed) >= 3 and failed[0].tags.get(WILL_RETRY_TAG) == "false"
 
         wait_until("the run and its two retries failed", retries_exhausted, 240, log)
-        # 3. the cluster comes back (its data kept); nobody touches Dagster
+        # 3. the cluster comes up; nobody touches Dagster
         es_sh("start", own_node)
         wait_until(
             f"a run of {hour} that succeeded",
