@@ -3,9 +3,16 @@
 Run by hand, not a test, against a node (`--url`). Each round materializes one synthetic hour of
 --rows flows with every variant, one after the other, in a fresh DAGSTER_HOME (a copy of
 dagster_home/dagster.yaml) and a fresh index prefix, so the variants share the machine's state:
-the ratio early/late is taken round by round. Variants: FLOWS_EARLY_STEP_SERVER=true (the steps'
-forkserver starts as the run's process imports the project: orchestration/step_server.py) and
-=false (it starts at the first step, Dagster's way). Paths:
+the ratios are taken round by round. The instance's storages are created before each timed run, as
+a user's DAGSTER_HOME exists before its hours. Variants:
+
+- early (as shipped): FLOWS_EARLY_STEP_SERVER=true, the steps' forkserver starts as the run's
+  process imports the project (orchestration/step_server.py);
+- late: =false, it starts at the first step, Dagster's way;
+- collect (cli only): early, but the process exits with the interpreter's last full collection,
+  as before orchestration/interpreter_exit.py (its exit handler unregistered).
+
+Paths:
 
 - cli: `dagster asset materialize --select '*' --partition H`, wall from exec to exit;
 - launcher: `dagster job launch` puts the run on the queue, the daemon (`dagster-daemon run`, one
@@ -68,11 +75,26 @@ def _events(home: Path) -> dict[str, float]:
         return seen
 
 
-def by_cli(home: Path, env: dict, hour: str) -> dict:
+# `dagster` itself, with the exit handler of orchestration/interpreter_exit.py taken out before the exit
+COLLECT_AT_EXIT = """import atexit, gc, sys
+from dagster._cli import main
+sys.argv[0] = "dagster"
+try:
+    main()
+finally:
+    atexit.unregister(gc.freeze)
+"""
+VARIANTS = {"early": (True, False), "late": (False, False), "collect": (True, True)}  # (early, collect at exit)
+
+
+def by_cli(home: Path, env: dict, hour: str, collect_at_exit: bool = False) -> dict:
+    with DagsterInstance.from_config(str(home)):  # the storages exist, as in a user's DAGSTER_HOME
+        pass
+    dagster = [sys.executable, "-c", COLLECT_AT_EXIT] if collect_at_exit else [str(BIN / "dagster")]
     started = time.time()
     subprocess.run(
         [
-            str(BIN / "dagster"),
+            *dagster,
             "asset",
             "materialize",
             "-m",
@@ -102,7 +124,7 @@ def _first_step_wait(seen: dict[str, float]) -> float:
     return round(seen[DagsterEventType.STEP_START.value] - seen[DagsterEventType.STEP_WORKER_STARTING.value], 3)
 
 
-def by_launcher(home: Path, env: dict, hour: str) -> dict:
+def by_launcher(home: Path, env: dict, hour: str, collect_at_exit: bool = False) -> dict:
     # create the SQLite storages first: the daemon and `job launch` racing to do it leave two alembic heads
     with DagsterInstance.from_config(str(home)):
         pass
@@ -160,6 +182,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--paths", default="cli,launcher")
+    parser.add_argument("--variants", default="early,late,collect", help="of: " + ", ".join(VARIANTS))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     paths = {"cli": by_cli, "launcher": by_launcher}
@@ -168,12 +191,14 @@ def main() -> None:
     try:
         for round_number in range(args.rounds):
             for path in args.paths.split(","):
-                for early in (True, False):
+                for variant in _variants(args, path):
+                    early, collect = VARIANTS[variant]
                     home = Path(tempfile.mkdtemp(prefix="fixedcost-"))
                     shutil.copy(PROJECT / "dagster_home" / "dagster.yaml", home)
                     hour = HOURS[round_number % 24]
-                    row = {"round": round_number + 1, "path": path, "early_step_server": early, "hour": hour}
-                    row |= paths[path](home, _env(home, args, prefix, early), hour)
+                    row = {"round": round_number + 1, "path": path, "variant": variant, "early_step_server": early,
+                           "hour": hour}  # fmt: skip
+                    row |= paths[path](home, _env(home, args, prefix, early), hour, collect_at_exit=collect)
                     doc["rounds"].append(row)
                     print(json.dumps(row), flush=True)
                     shutil.rmtree(home, ignore_errors=True)
@@ -183,20 +208,21 @@ def main() -> None:
     doc["load_after"] = os.getloadavg()
     doc["summary"] = {}
     for path in args.paths.split(","):
-        walls = {
-            e: [r["wall_s"] for r in doc["rounds"] if r["path"] == path and r["early_step_server"] is e]
-            for e in (True, False)
-        }
-        ratios = [a / b for a, b in zip(walls[True], walls[False], strict=True)]
-        doc["summary"][path] = {
-            "median_wall_early_s": statistics.median(walls[True]),
-            "median_wall_late_s": statistics.median(walls[False]),
-            "ratio_by_round": [round(r, 3) for r in ratios],
-            "median_ratio": round(statistics.median(ratios), 3),
-        }
+        walls = {v: [r["wall_s"] for r in doc["rounds"] if r["path"] == path and r["variant"] == v] for v in VARIANTS}
+        summary = {f"median_wall_{v}_s": statistics.median(w) for v, w in walls.items() if w}
+        for other in (v for v in _variants(args, path) if v != "early"):  # the shipped one against each other
+            ratios = [a / b for a, b in zip(walls["early"], walls[other], strict=True)]
+            summary[f"early_over_{other}_by_round"] = [round(r, 3) for r in ratios]
+            summary[f"early_over_{other}_median"] = round(statistics.median(ratios), 3)
+        doc["summary"][path] = summary
     print(json.dumps(doc["summary"], indent=1))
     if args.out:
         args.out.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _variants(args, path: str) -> list[str]:
+    """The variants a path runs: `collect` changes only the exit, which the launcher's wall leaves out."""
+    return [v for v in args.variants.split(",") if not (v == "collect" and path == "launcher")]
 
 
 def _commit() -> str:

@@ -373,7 +373,7 @@ def run_one(bench: Bench, planned: m.PlannedRun, data: m.Dataset) -> dict:
 
 def run_size(bench: Bench, rows: int, smallest: int, methods: list[str], concurrencies: list[int]) -> None:
     data = generate(bench, rows)
-    if m.CEILING in methods or m.ESPIPE in methods or rows == smallest:
+    if {m.CEILING, m.CEILING_WITHOUT_IDS, m.ESPIPE} & set(methods) or rows == smallest:
         encode_bodies(bench, data)
     if rows == smallest:
         warm_up(bench, data)

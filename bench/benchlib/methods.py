@@ -27,8 +27,11 @@ PARALLEL_BULK = "parallel_bulk"
 STREAMING_BULK = "streaming_bulk"
 DAGSTER_ES = "dagster_elasticsearch"
 CEILING = "ceiling"
+CEILING_WITHOUT_IDS = "ceiling_without_ids"  # the same bodies, the node generating ids (issue 23, "Peers")
 ESPIPE = "espipe"  # a peer, built by bench/peers.sh (issue 23)
-METHODS = (PIPELINE, PIPELINE_SPAWN, INCIDENT, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, CEILING, ESPIPE)
+METHODS = (
+    PIPELINE, PIPELINE_SPAWN, INCIDENT, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, CEILING, CEILING_WITHOUT_IDS, ESPIPE,
+)  # fmt: skip
 DAGSTER_METHODS = frozenset({PIPELINE, PIPELINE_SPAWN, DAGSTER_ES})
 
 # Which processes of a tree are the "workers" whose peak and growth are reported.
@@ -127,12 +130,15 @@ class PlannedRun:
 
 def planned_runs(methods: list[str], concurrencies: list[int], rows: int, smallest: int) -> list[PlannedRun]:
     """The runs of one size, in a fixed order (the ceiling first: it also shows the node is warm)."""
-    order = [CEILING, PIPELINE, ESPIPE, PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, INCIDENT, PIPELINE_SPAWN]
+    order = [
+        CEILING, PIPELINE, ESPIPE, CEILING_WITHOUT_IDS,
+        PARALLEL_BULK, STREAMING_BULK, DAGSTER_ES, INCIDENT, PIPELINE_SPAWN,
+    ]  # fmt: skip
     runs: list[PlannedRun] = []
     for method in order:
         if method not in methods:
             continue
-        if method in (CEILING, PIPELINE, ESPIPE, PARALLEL_BULK):
+        if method in (CEILING, PIPELINE, ESPIPE, CEILING_WITHOUT_IDS, PARALLEL_BULK):
             runs += [PlannedRun(method, n) for n in concurrencies]
         elif method == INCIDENT:
             runs.append(PlannedRun(method, os.cpu_count() or 1))  # its default max_workers
@@ -158,6 +164,7 @@ def build_spec(planned: PlannedRun, data: Dataset, settings: Settings, run_id: s
         STREAMING_BULK: _client_helper,
         DAGSTER_ES: _dagster_es,
         CEILING: _ceiling,
+        CEILING_WITHOUT_IDS: _ceiling,
         ESPIPE: _espipe,
     }
     return builders[planned.method](planned, data, settings, run_id)
@@ -336,10 +343,12 @@ def _ceiling(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str
         "--concurrency",
         str(planned.max_concurrent),
     ]
+    notes = "the pipeline's own bodies, from disk, N requests in flight"
+    if planned.method == CEILING_WITHOUT_IDS:
+        argv.append("--without-ids")
+        notes += ", each action line's _id stripped (the node generates ids)"
     command = Command(argv, timeout_s=timeout_for(settings, data.rows))
-    return _into_harness_index(
-        planned, data, run_id, command, index, notes="the pipeline's own bodies, from disk, N requests in flight"
-    )
+    return _into_harness_index(planned, data, run_id, command, index, notes=notes)
 
 
 def _espipe(planned: PlannedRun, data: Dataset, settings: Settings, run_id: str) -> RunSpec:
