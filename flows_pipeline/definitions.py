@@ -7,7 +7,8 @@ from flows_pipeline.orchestration import interpreter_exit, step_server
 
 # before the imports below: the steps' forkserver preloads the project beside them (step_server.py)
 step_server.start_early()
-interpreter_exit.skip_final_collection()  # ~1 s of every CLI run's exit (interpreter_exit.py)
+if step_server.this_process_orchestrates_steps():
+    interpreter_exit.skip_final_collection()  # ~0.5-1 s of every CLI run's exit (interpreter_exit.py)
 
 from dagster import Definitions
 

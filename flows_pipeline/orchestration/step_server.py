@@ -46,6 +46,12 @@ def orchestrates_steps(argv: Sequence[str], is_main_process: bool, process_targe
     return is_main_process and by_command and os.path.basename(argv[0]).startswith(("dagster", "__main__"))
 
 
+def this_process_orchestrates_steps() -> bool:
+    """orchestrates_steps for the running process."""
+    target = getattr(multiprocessing.current_process(), "_target", None)  # set for a Process(target=...) child
+    return orchestrates_steps(sys.argv, multiprocessing.parent_process() is None, getattr(target, "__name__", None))
+
+
 def start_early() -> bool:
     """Start the forkserver now, with the executor's preload, if this process orchestrates steps.
 
@@ -57,8 +63,7 @@ def start_early() -> bool:
         return False
     if os.environ.get("FLOWS_EXECUTOR", "multiprocess") != "multiprocess":  # steps run elsewhere (celery workers)
         return False
-    target = getattr(multiprocessing.current_process(), "_target", None)  # set for a Process(target=...) child
-    if not orchestrates_steps(sys.argv, multiprocessing.parent_process() is None, getattr(target, "__name__", None)):
+    if not this_process_orchestrates_steps():
         return False
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([_DAGSTER_FIRST, *PRELOAD_MODULES])
