@@ -30,7 +30,7 @@ sys.path.insert(0, str(BENCH))
 
 from benchlib.es_node import count_documents, create_index  # noqa: E402
 
-ID_IN_ACTION = re.compile(rb'^\{"index":\{"_id":"\d+"\}\}$', re.MULTILINE)
+ID_IN_ACTION = re.compile(rb'^\{"index":\{"_id":"[^"]+"\}\}$', re.MULTILINE)
 
 
 def without_ids(bodies: Path, out: Path) -> None:

@@ -70,7 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rows", default=",".join(map(str, QUICK_ROWS)), help="comma-separated sizes ('none': no loads)"
     )
-    parser.add_argument("--methods", default=",".join(m.METHODS), help=f"comma-separated, of: {', '.join(m.METHODS)}")
+    parser.add_argument(
+        "--methods", default=",".join(m.DEFAULT_METHODS), help=f"comma-separated, of: {', '.join(m.METHODS)}"
+    )
     parser.add_argument("--concurrency", default="2,4", help="max_concurrent / thread_count / requests in flight")
     parser.add_argument("--partition", default="2021-10-28-03:00", help="the hour generated and loaded")
     parser.add_argument("--es-port", type=int, default=9250)
@@ -375,6 +377,8 @@ def run_size(bench: Bench, rows: int, smallest: int, methods: list[str], concurr
     data = generate(bench, rows)
     if {m.CEILING, m.CEILING_WITHOUT_IDS, m.ESPIPE} & set(methods) or rows == smallest:
         encode_bodies(bench, data)
+    if m.CEILING_WITHOUT_IDS in methods:
+        m.strip_ids(data)
     if rows == smallest:
         warm_up(bench, data)
     # whole rounds repeated (not each run back to back), so other work on the machine spreads over methods
@@ -382,6 +386,7 @@ def run_size(bench: Bench, rows: int, smallest: int, methods: list[str], concurr
         for planned in ordered(m.planned_runs(methods, concurrencies, rows, smallest), bench.args.order):
             run_planned(bench, planned, data, repeat)
     shutil.rmtree(data.bodies_dir, ignore_errors=True)  # ~500 bytes a document on disk
+    shutil.rmtree(data.bodies_without_ids_dir, ignore_errors=True)
 
 
 def ordered(runs: list[m.PlannedRun], order: str) -> list[m.PlannedRun]:

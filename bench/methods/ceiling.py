@@ -5,19 +5,13 @@ No Python encoding at all: each of N threads reads a body file's bytes and POSTs
 response costs Elasticsearch the same (`{"errors":false}` when every item succeeded).
 What this reaches is what the node itself can ingest.
 
-With --without-ids each body's action lines lose their `_id` as the body is read, so the node
-generates ids and indexes append-only, with no id look-up per document: what a loader that sends
-no ids (espipe) gets, and what no loader whose re-sent request must overwrite rather than
-duplicate (the pipeline) can get.
-
-    python bench/methods/ceiling.py --url URL --index NAME --bodies DIR --concurrency 4 [--without-ids]
+    python bench/methods/ceiling.py --url URL --index NAME --bodies DIR --concurrency 4
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,12 +22,10 @@ from _common import Stopwatch, report, rss_mb
 # flows_pipeline.es.bulk_sender.ANY_ERRORS, the response filter of its first try, so both make the node
 # answer alike; written out, as importing the pipeline would load Arrow into this process
 ANY_ERRORS = "errors"
-ACTION_ID = re.compile(rb'"_id":"[^"]*"')  # in the pipeline's action lines, {"index":{"_id":"..."}}
 
 
 class Replayer:
-    def __init__(self, url: str, index: str, bodies: Path, concurrency: int, without_ids: bool = False) -> None:
-        self._without_ids = without_ids
+    def __init__(self, url: str, index: str, bodies: Path, concurrency: int) -> None:
         self._endpoint = f"{url}/{index}/_bulk?filter_path={ANY_ERRORS}"
         self._bodies = bodies
         self._pool = urllib3.PoolManager(maxsize=concurrency, timeout=urllib3.Timeout(total=300))
@@ -44,8 +36,6 @@ class Replayer:
     def post(self, entry: dict) -> int:
         """One body, as read from disk; returns its documents accepted."""
         payload = (self._bodies / entry["file"]).read_bytes()
-        if self._without_ids:  # documents hold no `_id`, so only action lines match
-            payload = ACTION_ID.sub(b"", payload)
         response = self._pool.request(
             "POST", self._endpoint, body=payload, headers={"Content-Type": "application/x-ndjson"}
         )
@@ -66,12 +56,11 @@ def main() -> None:
     parser.add_argument("--index", required=True)
     parser.add_argument("--bodies", required=True, help="folder of encode_bodies.py")
     parser.add_argument("--concurrency", type=int, required=True)
-    parser.add_argument("--without-ids", action="store_true", help="strip each action line's _id (see above)")
     args = parser.parse_args()
 
     bodies = Path(args.bodies)
     manifest = json.loads((bodies / "manifest.json").read_text())
-    replayer = Replayer(args.url, args.index, bodies, args.concurrency, args.without_ids)
+    replayer = Replayer(args.url, args.index, bodies, args.concurrency)
     baseline = rss_mb()
     clock = Stopwatch()
     with ThreadPoolExecutor(args.concurrency) as pool:
