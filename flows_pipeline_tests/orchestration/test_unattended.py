@@ -1,9 +1,10 @@
 """Months unattended, in minutes: the cluster is down when the schedule's run loads an hour, and
-comes back; with nobody acting, the hour is published exactly: the run and the daemon's two run
-retries fail at once on the stopped node, then the catch-up sensor's run, after its backoff,
-loads it. The webhook is told once: of the last retry's failure (not of the two the daemon retried).
-(The node goes down before the tick, not once the run is seen: a run of a few thousand flows can
-finish before a node stops. Nodes killed in the middle of a bulk load: test_three_nodes.py.)
+comes up; with nobody acting, the hour is published exactly: the run and the daemon's two run
+retries fail at once on the node that is not running, then the catch-up sensor's run, after its
+backoff, loads it. The webhook is told once: of the last retry's failure (not of the two the daemon
+retried). (The node is down from before the tick, not stopped once the run is seen: a run of a few
+thousand flows can finish before a node stops. Nodes killed in the middle of a bulk load:
+test_three_nodes.py.)
 
 A real `dagster-daemon` on the project's workspace and shipped instance config, and a real
 Elasticsearch node of the test's own, down from the start (its distribution unpacked, not started)
@@ -43,8 +44,9 @@ def es_sh(command: str, port: int, **settings: str) -> None:
 
 @pytest.fixture
 def own_node():
-    """The port of a node that is not running yet: the test starts it (es.sh start) when the cluster comes back."""
+    """The port of a node that is not running yet: the test starts it (es.sh up) when the cluster comes up."""
     port = free_port()
+    es_sh("stop", port)  # a node an aborted earlier run left running in NODE_DIR, if any, before its data goes
     shutil.rmtree(NODE_DIR / "data", ignore_errors=True)
     es_sh("install", port)
     try:
@@ -136,7 +138,7 @@ def run_unattended(own_node, tmp_path, index_prefix, webhook):
 
         wait_until("the run and its two retries failed", retries_exhausted, 240, log)
         # 3. the cluster comes up; nobody touches Dagster
-        es_sh("start", own_node)
+        es_sh("up", own_node)  # no run can succeed before it is healthy; if it never is, es.sh says why
         wait_until(
             f"a run of {hour} that succeeded",
             lambda: [r for r in runs_of(project, hour) if r.dagster_run.status == DagsterRunStatus.SUCCESS],
