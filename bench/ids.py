@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -29,19 +28,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from benchlib.es_node import count_documents, create_index  # noqa: E402
-
-ID_IN_ACTION = re.compile(rb'^\{"index":\{"_id":"[^"]+"\}\}$', re.MULTILINE)
-
-
-def without_ids(bodies: Path, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    manifest = json.loads((bodies / "manifest.json").read_text())
-    for entry in manifest:
-        stripped, replaced = ID_IN_ACTION.subn(b'{"index":{}}', (bodies / entry["file"]).read_bytes())
-        if replaced != entry["docs"]:
-            raise SystemExit(f"{entry['file']}: {replaced} action lines with an id, expected {entry['docs']}")
-        (out / entry["file"]).write_bytes(stripped)
-    (out / "manifest.json").write_text(json.dumps(manifest))
+from benchlib.methods import without_ids  # noqa: E402
 
 
 def replay(url: str, index: str, bodies: Path, concurrency: int) -> float:

@@ -158,25 +158,28 @@ def planned_runs(methods: list[str], concurrencies: list[int], rows: int, smalle
     return runs
 
 
-ACTION_ID = re.compile(rb'"_id":"[^"]*"')  # in the pipeline's action lines, {"index":{"_id":"..."}}
+ID_IN_ACTION = re.compile(rb'^\{"index":\{"_id":"[^"]+"\}\}$', re.MULTILINE)  # the pipeline's action lines
+
+
+def without_ids(bodies: Path, out: Path) -> None:
+    """Copies into `out` of the bodies (and manifest) in `bodies`, every action line `{"index":{}}`: the
+    node then generates the ids and indexes append-only, with no id look-up per document (what a loader
+    that sends no ids, espipe, gets; what no loader whose re-sent request must overwrite rather than
+    duplicate can get). Raises RuntimeError unless each body had one action line with an id a document."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((bodies / "manifest.json").read_text())
+    for entry in manifest:
+        stripped, replaced = ID_IN_ACTION.subn(b'{"index":{}}', (bodies / entry["file"]).read_bytes())
+        if replaced != entry["docs"]:
+            raise RuntimeError(f"{entry['file']}: {replaced} action lines with an id, expected {entry['docs']}")
+        (out / entry["file"]).write_bytes(stripped)
+    (out / "manifest.json").write_text(json.dumps(manifest))
 
 
 def strip_ids(data: Dataset) -> None:
-    """The ceiling_without_ids method's input, outside any timed run: every body with its action lines'
-    `_id` removed, so the node generates ids and indexes append-only, with no id look-up per document
-    (what a loader that sends no ids, espipe, gets; what no loader whose re-sent request must
-    overwrite rather than duplicate can get). Raises RuntimeError unless each body lost exactly one
-    id a document (documents hold no `_id` key)."""
-    out = data.bodies_without_ids_dir
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    manifest = json.loads((data.bodies_dir / "manifest.json").read_text())
-    for entry in manifest:
-        stripped, ids = ACTION_ID.subn(b"", (data.bodies_dir / entry["file"]).read_bytes())
-        if ids != entry["docs"]:
-            raise RuntimeError(f"{entry['file']}: {ids} ids in action lines for {entry['docs']} documents")
-        (out / entry["file"]).write_bytes(stripped)
-    shutil.copy(data.bodies_dir / "manifest.json", out)
+    """The ceiling_without_ids method's input, made outside any timed run (without_ids)."""
+    shutil.rmtree(data.bodies_without_ids_dir, ignore_errors=True)
+    without_ids(data.bodies_dir, data.bodies_without_ids_dir)
 
 
 def timeout_for(settings: Settings, rows: int) -> float:
